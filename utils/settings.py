@@ -1,0 +1,159 @@
+"""The project's one settings model.
+
+Every entry point (build_index.py, serve_index.py, evaluate.py, the Serve app builder) builds a
+`Settings` once, from defaults, `RAG_*` environment variables and its own flags, and passes the
+pieces down. The retrieval and chunking defaults live here once, so the build job, the service
+and the evaluation harness cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_GENERATOR_DIR = PROJECT_ROOT / "models" / "smollm2-135m-instruct"
+
+
+class ChunkingSettings(BaseModel):
+    """How sections are cut into chunks; part of every chunk id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_size: int = Field(
+        default=800, ge=64, le=8000, description="Maximum characters per chunk."
+    )
+    chunk_overlap: int = Field(
+        default=100, ge=0, le=4000, description="Characters shared by consecutive chunks."
+    )
+    prepend_titles: bool = Field(
+        default=True,
+        description="Prefix each chunk's embedded and BM25 text with its page and section title.",
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        return self
+
+
+class CrawlSettings(BaseModel):
+    """Bounds and politeness of the HTTP crawler."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_depth: int = Field(default=4, ge=0, le=50, description="Link hops followed from a seed.")
+    max_pages: int = Field(
+        default=5000, ge=1, le=1_000_000, description="Pages fetched at most, over all sources."
+    )
+    concurrency: int = Field(default=16, ge=1, le=256, description="Fetch tasks in flight at once.")
+    urls_per_task: int = Field(
+        default=8, ge=1, le=256, description="URLs fetched by one Ray task (amortises overhead)."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="Per-request timeout.")
+    retries: int = Field(default=3, ge=0, le=10, description="Retries on errors and 5xx/429.")
+    backoff_s: float = Field(default=0.5, ge=0, le=60, description="First retry delay, doubled.")
+    user_agent: str = Field(default="ray-rag-indexer/0.1", description="User-Agent and robots id.")
+
+
+class EmbeddingSettings(BaseModel):
+    """The embedding model and how the actor pool drives it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model name or local path; the default loads offline.",
+    )
+    batch_size: int = Field(
+        default=256, ge=1, le=8192, description="Chunks per checkpointed embedding batch."
+    )
+    num_actors: int = Field(
+        default=0, ge=0, le=1024, description="Embedding actors; 0 picks one per 2 CPUs (min 1)."
+    )
+    device: str = Field(default="cpu", description="torch device for the model: cpu or cuda.")
+
+
+class IndexSettings(BaseModel):
+    """The FAISS index type written at publish time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index_type: Literal["flat", "hnsw"] = Field(
+        default="flat", description="flat: exact inner product; hnsw: approximate, for big corpora."
+    )
+    hnsw_m: int = Field(default=32, ge=4, le=256, description="HNSW neighbours per node.")
+
+
+class RetrievalSettings(BaseModel):
+    """Hybrid retrieval: dense + BM25 fused with reciprocal rank fusion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["dense", "lexical", "hybrid"] = Field(
+        default="hybrid", description="Which legs to use."
+    )
+    top_k: int = Field(default=5, ge=1, le=50, description="Chunks returned by default.")
+    candidates: int = Field(
+        default=50, ge=1, le=2000, description="Candidates each leg contributes before fusion."
+    )
+    rrf_k: int = Field(default=60, ge=1, le=1000, description="RRF constant k in 1/(k + rank).")
+    dense_weight: float = Field(default=1.0, ge=0, le=10, description="Weight of the dense leg.")
+    lexical_weight: float = Field(default=1.0, ge=0, le=10, description="Weight of the BM25 leg.")
+    max_per_page: int = Field(
+        default=0, ge=0, le=50, description="Chunks kept per page in the results; 0 = no cap."
+    )
+    bm25_k1: float = Field(default=1.2, ge=0, le=5, description="BM25 term saturation.")
+    bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
+
+
+class BuildSettings(BaseModel):
+    """Everything the offline index build job needs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sources: list[str] = Field(
+        default_factory=lambda: [str(PROJECT_ROOT / "docs")],
+        description="http(s) URLs to crawl or local directories to read.",
+    )
+    index_dir: Path = Field(default=PROJECT_ROOT / "index", description="Where versions go.")
+    ray_address: str | None = Field(
+        default=None, description="Existing Ray cluster to join; None starts a local Ray."
+    )
+    num_cpus: int = Field(
+        default=8, ge=1, le=4096, description="Logical CPUs for a local Ray (oversubscribes I/O)."
+    )
+    crawl: CrawlSettings = Field(default_factory=CrawlSettings, description="Crawler settings.")
+    chunking: ChunkingSettings = Field(
+        default_factory=ChunkingSettings, description="Chunker settings."
+    )
+    embedding: EmbeddingSettings = Field(
+        default_factory=EmbeddingSettings, description="Embedding settings."
+    )
+    index: IndexSettings = Field(default_factory=IndexSettings, description="FAISS settings.")
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one source is needed")
+        return value
+
+
+class Settings(BaseSettings):
+    """Top-level settings, overridable with RAG_* environment variables (RAG_BUILD__INDEX_DIR)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
+
+    build: BuildSettings = Field(default_factory=BuildSettings, description="Index build job.")
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="Hybrid retrieval defaults."
+    )

@@ -1,0 +1,73 @@
+"""A loopback static HTTP server and the Ray docs mirror unpacker, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import tarfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import ClassVar
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files plus a permanent-redirect table, without access-log noise."""
+
+    redirects: ClassVar[dict[str, str]] = {}
+
+    def do_GET(self) -> None:
+        target = self.redirects.get(self.path)
+        if target:
+            self.send_response(301)
+            self.send_header("Location", target)
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class StaticSite:
+    """Serve `root` on 127.0.0.1 (a free port) in a background thread; use as a context manager."""
+
+    def __init__(self, root: Path, redirects: dict[str, str] | None = None) -> None:
+        handler_cls = type("Handler", (_Handler,), {"redirects": dict(redirects or {})})
+        handler = functools.partial(handler_cls, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> StaticSite:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def unpack_ray_docs(archive: Path, out: Path) -> Path:
+    """Unpack the docs.ray.io mirror and merge its supplement; returns the site root whose
+    URL paths read /en/master/... Reuses an earlier unpack in `out`."""
+    site = out / "ray-docs-html" / "docs.ray.io"
+    marker = out / ".unpacked"
+    if marker.exists():
+        return site
+    with tarfile.open(archive) as tar:
+        tar.extractall(out, filter="data")
+    supplement = out / "ray-docs-html-supplement" / "docs.ray.io"
+    for path in supplement.rglob("*"):
+        dest = site / path.relative_to(supplement)
+        if path.is_file() and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(path.read_bytes())
+    marker.touch()
+    return site
