@@ -87,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"error: {_validation_line(exc)}", file=sys.stderr)
         return 2
-    from pipelines.build import run_build
+    from pipelines.build import preflight, run_build
     from utils.ray_runtime import init_ray
 
     try:
+        preflight(settings)
         init_ray(settings.ray_address, settings.num_cpus)
         summary = run_build(settings)
     except InputError as exc:

@@ -11,12 +11,13 @@ import numpy as np
 
 from pipelines.checkpoint import CheckpointStore, model_key
 from pipelines.chunk import SectionChunker
-from pipelines.crawl import crawl
+from pipelines.crawl import check_reachable, crawl
 from pipelines.documents import Page
 from pipelines.embed import EmbedStats, embed_chunks
-from pipelines.local_source import read_directory
+from pipelines.local_source import list_files, read_directory
 from pipelines.publish import publish
 from utils.errors import InputError
+from utils.models import check_embedding_model
 from utils.settings import BuildSettings
 
 CHECKPOINT_DIR = ".checkpoints"
@@ -65,6 +66,16 @@ def load_pages(settings: BuildSettings) -> list[Page]:
         for page in crawl(urls, settings.crawl):
             pages.setdefault(page.url, page)
     return list(pages.values())
+
+
+def preflight(settings: BuildSettings) -> None:
+    """Cheap checks before Ray starts, so bad input fails in a second with one clear line."""
+    check_embedding_model(settings.embedding.model_name)
+    for source in settings.sources:
+        if is_url(source):
+            check_reachable(source, settings.crawl)
+        elif not list_files(Path(source).expanduser()):
+            raise InputError(f"source {source} holds no .html, .md, .rst or .txt files")
 
 
 def run_build(settings: BuildSettings) -> BuildSummary:

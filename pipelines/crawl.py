@@ -138,6 +138,21 @@ class _Robots:
         return parser
 
 
+def check_reachable(url: str, settings: CrawlSettings) -> None:
+    """Raise InputError unless the seed URL answers (any status below 500) over HTTP."""
+    try:
+        response = httpx.get(
+            url,
+            timeout=settings.timeout_s,
+            follow_redirects=True,
+            headers={"User-Agent": settings.user_agent},
+        )
+    except httpx.HTTPError as exc:
+        raise InputError(f"could not fetch {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code >= 400:
+        raise InputError(f"could not fetch {url}: HTTP {response.status_code}")
+
+
 def _crawlable(url: str) -> bool:
     return not urlsplit(url).path.lower().endswith(_SKIP_SUFFIXES)
 

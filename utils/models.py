@@ -36,6 +36,24 @@ def resolve_embedding_model(name: str) -> str:
     return name  # a hub name: works where the hub or its cache is reachable
 
 
+def check_embedding_model(name: str) -> None:
+    """Fail fast, before any crawling, when the model cannot be loaded offline."""
+    location = resolve_embedding_model(name)
+    if Path(location).is_dir():
+        if not (Path(location) / "config.json").exists():
+            raise InputError(f"cannot load embedding model {name!r}: no config.json in {location}")
+        return
+    if name.startswith(("/", ".", "~")):
+        raise InputError(f"cannot load embedding model {name!r}: no such directory")
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise InputError(
+            f"cannot load embedding model {name!r}: not packaged and not in the local Hugging "
+            "Face cache; pass a local model directory"
+        )
+
+
 def load_sentence_transformer(name: str, device: str = "cpu") -> SentenceTransformer:
     """Load a sentence-transformers model offline where it is packaged or local."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
