@@ -69,7 +69,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for field, flag in fields.items():
             if flag in pick:
                 build[group][field] = pick[flag]
-    return Settings(build=build, retrieval=base.retrieval)
+    return Settings(build=build, service=base.service)
 
 
 def _validation_line(exc: ValidationError) -> str:

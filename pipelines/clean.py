@@ -30,45 +30,18 @@ _DROP_TAGS = (
     "link",
     "meta",
 )
-_DROP_SELECTORS = (
-    "[role=navigation]",
-    "[role=banner]",
-    "[role=contentinfo]",
-    "[role=search]",
-    ".headerlink",
-    ".sidebar",
-    ".bd-sidebar",
-    ".bd-sidebar-primary",
-    ".bd-sidebar-secondary",
-    ".sphinxsidebar",
-    ".related",
-    ".breadcrumb",
-    ".breadcrumbs",
-    ".toc",
-    ".bd-toc",
-    ".prev-next-area",
-    ".footer",
-    ".header",
-    ".navbar",
-    ".skip-link",
-    ".copybtn",
-    ".admonition-title:empty",
-    "#searchbox",
-    ".cookie-banner",
-    ".announcement",
-)
-# Where the main text lives, most specific first.
-_MAIN_SELECTORS = (
-    "main article",
-    "article[role=main]",
-    "[role=main]",
-    "main",
-    "article",
-    "div.body",
-    "div.document",
-    "#content",
-    "body",
-)
+# Classes, roles and ids of chrome, matched in one tree pass (CSS selectors were the bulk of
+# parse time on Sphinx pages whose sidebars hold the entire site tree).
+_DROP_CLASSES = frozenset(
+    {
+        "headerlink", "sidebar", "bd-sidebar", "bd-sidebar-primary", "bd-sidebar-secondary",
+        "sphinxsidebar", "related", "breadcrumb", "breadcrumbs", "toc", "bd-toc",
+        "prev-next-area", "footer", "header", "navbar", "skip-link", "copybtn",
+        "cookie-banner", "announcement",
+    }
+)  # fmt: skip
+_DROP_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
+_DROP_IDS = frozenset({"searchbox"})
 _BLOCK_TAGS = (
     "p",
     "div",
@@ -126,6 +99,38 @@ def _heading_anchor(heading: Tag) -> str:
     return slugify(heading.get_text(" ", strip=True))
 
 
+def _is_chrome(tag: Tag) -> bool:
+    if tag.name in _DROP_TAGS:
+        return True
+    attrs = tag.attrs
+    if not attrs:
+        return False
+    classes = attrs.get("class") or ()
+    return (
+        any(c in _DROP_CLASSES for c in classes)
+        or attrs.get("role") in _DROP_ROLES
+        or attrs.get("id") in _DROP_IDS
+    )
+
+
+def _main_element(soup: BeautifulSoup) -> Tag:
+    """The element holding the page's own text: <main> (its <article> if any), else
+    role=main, <article>, Sphinx's div.body, or the whole <body>."""
+    main = soup.find("main")
+    if isinstance(main, Tag):
+        article = main.find("article")
+        return article if isinstance(article, Tag) else main
+    for candidate in (
+        soup.find(role="main"),
+        soup.find("article"),
+        soup.find("div", class_="body"),
+        soup.body,
+    ):
+        if isinstance(candidate, Tag):
+            return candidate
+    return soup
+
+
 def extract_links(soup: BeautifulSoup, base_url: str) -> list[str]:
     """Absolute, normalised links of the page (before chrome is stripped: nav holds the tree)."""
     links: list[str] = []
@@ -143,12 +148,9 @@ def html_to_sections(html: str, page_url: str) -> tuple[str, list[Section], list
     links = extract_links(soup, page_url)
     title_tag = soup.find("title")
     page_title = title_tag.get_text(" ", strip=True) if title_tag else ""
-    for tag in soup(_DROP_TAGS):
+    main = _main_element(soup)
+    for tag in main.find_all(_is_chrome):
         tag.decompose()
-    for selector in _DROP_SELECTORS:
-        for tag in soup.select(selector):
-            tag.decompose()
-    main = next((m for s in _MAIN_SELECTORS if (m := soup.select_one(s)) is not None), soup)
     headings: list[tuple[str, str]] = []
     for heading in main.find_all(_HEADINGS):
         headings.append((_heading_anchor(heading), heading.get_text(" ", strip=True)))

@@ -8,32 +8,34 @@ import ray
 
 from utils.settings import PROJECT_ROOT
 
+METRICS_EXPORT_PORT = 8080  # Ray's Prometheus endpoint on each node (ops/prometheus.yml)
 
-def init_ray(address: str | None, num_cpus: int, namespace: str = "rag") -> None:
+
+def init_ray(
+    address: str | None, num_cpus: int, namespace: str = "rag", dashboard: bool = False
+) -> None:
     """Join `address` (or RAY_ADDRESS) when given; otherwise start a local Ray on 127.0.0.1 with
-    `num_cpus` logical CPUs, more than the cores, since crawl tasks mostly wait on I/O."""
+    `num_cpus` logical CPUs: more than the cores, since crawl tasks mostly wait on I/O and vLLM
+    stalls when Ray has only the 2 physical cores to hand out."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    runtime_env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+    env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if address:
-        ray.init(
-            address=address,
-            namespace=namespace,
-            log_to_driver=False,
-            runtime_env={
-                **runtime_env,
-                "working_dir": str(PROJECT_ROOT),
-                "excludes": [".venv", "index", "models", ".git"],
-            },
-        )
-    else:
-        ray.init(
-            _node_ip_address="127.0.0.1",
-            num_cpus=num_cpus,
-            namespace=namespace,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env=runtime_env,
-            configure_logging=False,
-        )
+        # Ship the project code to the cluster's workers; models and indexes stay out.
+        runtime_env = {"env_vars": env, "working_dir": str(PROJECT_ROOT),
+                       "excludes": [".venv", "index", "models", ".git", "*.npz"]}  # fmt: skip
+        ray.init(address=address, namespace=namespace, log_to_driver=False,
+                 runtime_env=runtime_env)  # fmt: skip
+        return
+    ray.init(
+        _node_ip_address="127.0.0.1",
+        num_cpus=num_cpus,
+        namespace=namespace,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        log_to_driver=False,
+        runtime_env={"env_vars": env},
+        configure_logging=False,
+        _metrics_export_port=METRICS_EXPORT_PORT if dashboard else None,
+    )

@@ -9,7 +9,7 @@ and the evaluation harness cannot drift apart.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,12 +148,86 @@ class BuildSettings(BaseModel):
         return value
 
 
+class GeneratorSettings(BaseModel):
+    """The LLM behind /ask, served by ray.serve.llm (vLLM)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="False serves search only; /ask degrades.")
+    model_id: str = Field(default="smollm2-135m-instruct", description="Served model name.")
+    model_source: str = Field(
+        default=str(DEFAULT_GENERATOR_DIR),
+        description="HF directory or hub id vLLM loads (make setup converts SmolLM2 here).",
+    )
+    max_tokens: int = Field(default=256, ge=1, le=4096, description="Default answer length cap.")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="0 = greedy, reproducible.")
+    max_context_chars: int = Field(
+        default=6000, ge=200, le=200_000, description="Retrieved text put in the prompt, at most."
+    )
+    num_gpus: float = Field(default=0, ge=0, le=8, description="GPUs per engine replica.")
+    engine_kwargs: dict[str, Any] = Field(
+        # float32 + eager: on AVX2-only CPUs bf16 runs slower, and torch.compile costs start-up.
+        default_factory=lambda: {"max_model_len": 2048, "dtype": "float32", "enforce_eager": True},
+        description="Extra vLLM engine arguments (e.g. tensor_parallel_size on a GPU cluster).",
+    )
+    min_replicas: int = Field(default=1, ge=0, le=100, description="Engine replicas at least.")
+    max_replicas: int = Field(default=1, ge=1, le=100, description="Engine replicas at most.")
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per-answer time limit.")
+
+    @field_validator("model_source")
+    @classmethod
+    def _project_relative_source(cls, value: str) -> str:
+        local = PROJECT_ROOT / value
+        return str(local) if not Path(value).is_absolute() and local.exists() else value
+
+
+class ServiceSettings(BaseModel):
+    """Arguments of the Serve application: the same model validates serve_config.yaml `args`
+    and the Python builder's keyword arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    index_dir: Path = Field(default=PROJECT_ROOT / "index", description="Published index root.")
+    index_version: str | None = Field(
+        default=None, description="Pin a version; None follows the CURRENT pointer."
+    )
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="Query embedding model; must match the index manifest or queries get 503.",
+    )
+    embed_max_batch_size: int = Field(default=32, ge=1, le=1024, description="@serve.batch size.")
+    embed_batch_wait_s: float = Field(
+        default=0.005, ge=0, le=1, description="@serve.batch wait for more queries."
+    )
+    index_poll_s: float = Field(
+        default=5.0, ge=0.1, le=3600, description="How often the retriever checks CURRENT."
+    )
+    retrieval: RetrievalSettings = Field(
+        default_factory=RetrievalSettings, description="Hybrid retrieval settings."
+    )
+    generator: GeneratorSettings = Field(
+        default_factory=GeneratorSettings, description="LLM settings."
+    )
+    call_timeout_s: float = Field(
+        default=15.0, gt=0, le=600, description="Timeout of embed and retrieve calls."
+    )
+    max_body_bytes: int = Field(
+        default=64_000, ge=1024, le=10_000_000, description="Larger request bodies get 413."
+    )
+
+    @field_validator("index_dir")
+    @classmethod
+    def _project_relative_index(cls, value: Path) -> Path:
+        # Replicas may run with any working directory: anchor relative paths at the repo root.
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+
 class Settings(BaseSettings):
     """Top-level settings, overridable with RAG_* environment variables (RAG_BUILD__INDEX_DIR)."""
 
     model_config = SettingsConfigDict(env_prefix="RAG_", env_nested_delimiter="__", extra="forbid")
 
     build: BuildSettings = Field(default_factory=BuildSettings, description="Index build job.")
-    retrieval: RetrievalSettings = Field(
-        default_factory=RetrievalSettings, description="Hybrid retrieval defaults."
+    service: ServiceSettings = Field(
+        default_factory=ServiceSettings, description="The Serve application."
     )

@@ -1,0 +1,143 @@
+"""Generator: vLLM behind ray.serve.llm's LLMServer, reached through a DeploymentHandle."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+# Imported at module level: the first import takes ~10 s, which must not land on a request.
+from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+from deployments.protocols import Generation, GenerationDelta, Readiness
+from utils.settings import GeneratorSettings
+
+if TYPE_CHECKING:
+    from ray.serve.deployment import Application
+    from ray.serve.handle import DeploymentHandle
+    from ray.serve.llm import LLMConfig
+
+
+def build_llm_config(settings: GeneratorSettings) -> LLMConfig:
+    """ray.serve.llm config for the engine. On CPU the replica gets a CPU-only placement bundle;
+    with `num_gpus` it asks for GPUs like any vLLM deployment."""
+    from ray.serve.llm import LLMConfig
+
+    env_vars = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    bundle: dict[str, float] = {"CPU": 1}
+    if settings.num_gpus:
+        bundle["GPU"] = settings.num_gpus
+    else:
+        env_vars["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB: ~23k tokens of KV cache
+    return LLMConfig(
+        model_loading_config={"model_id": settings.model_id, "model_source": settings.model_source},
+        engine_kwargs=dict(settings.engine_kwargs),
+        placement_group_config={"bundles": [bundle]},
+        deployment_config={
+            "autoscaling_config": {
+                "min_replicas": settings.min_replicas,
+                "max_replicas": settings.max_replicas,
+                "target_ongoing_requests": 16,
+            },
+            "max_ongoing_requests": 64,
+            "health_check_timeout_s": 60,
+        },
+        runtime_env={"env_vars": env_vars},
+        log_engine_metrics=True,
+    )
+
+
+def build_llm_app(settings: GeneratorSettings) -> Application:
+    """The LLMServer deployment, ready to bind into the RAG app."""
+    from ray.serve.llm import build_llm_deployment
+
+    return build_llm_deployment(build_llm_config(settings), name_prefix="Generator:")
+
+
+def _parse_sse_chunks(item: Any) -> list[dict[str, Any]]:
+    """LLMServer streams lists of `data: {json}` strings; return the JSON payloads."""
+    items = item if isinstance(item, list) else [item]
+    payloads: list[dict[str, Any]] = []
+    for entry in items:
+        if hasattr(entry, "model_dump"):
+            payloads.append(entry.model_dump())
+            continue
+        for line in str(entry).splitlines():
+            line = line.strip()
+            if line.startswith("data:") and line[5:].strip() != "[DONE]":
+                payloads.append(json.loads(line[5:]))
+    return payloads
+
+
+class GeneratorError(RuntimeError):
+    """The engine answered with an error object instead of a completion."""
+
+
+class ServeLLMGenerator:
+    """The `Generator` protocol over an LLMServer DeploymentHandle."""
+
+    def __init__(self, handle: DeploymentHandle, settings: GeneratorSettings) -> None:
+        self.handle = handle
+        self.settings = settings
+
+    def _request(self, messages: list[dict[str, str]], max_tokens: int, stream: bool) -> Any:
+        return ChatCompletionRequest(  # type: ignore[call-arg]
+            model=self.settings.model_id,
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=max_tokens,
+            temperature=self.settings.temperature,
+            stream=stream,
+            stream_options={"include_usage": True} if stream else None,  # type: ignore[arg-type]
+        )
+
+    async def generate(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        """One whole completion with the engine's usage. LLMServer.chat is a generator method,
+        so even a non-streamed call goes through a streaming handle that yields one response."""
+        response: Any = self.handle.options(stream=True).chat.remote(
+            self._request(messages, max_tokens, stream=False)
+        )
+        try:
+            async for item in response:
+                data = item.model_dump() if hasattr(item, "model_dump") else item
+                if not isinstance(data, dict) or "choices" not in data:
+                    raise GeneratorError(f"engine error: {str(data)[:300]}")
+                usage = data.get("usage") or {}
+                return Generation(
+                    text=data["choices"][0]["message"]["content"] or "",
+                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                    completion_tokens=int(usage.get("completion_tokens") or 0),
+                )
+            raise GeneratorError("engine returned no response")
+        finally:
+            response.cancel()  # a timeout or error must not leave vLLM generating
+
+    async def stream(
+        self, messages: list[dict[str, str]], max_tokens: int
+    ) -> AsyncIterator[GenerationDelta]:
+        """Text deltas as they come; the last delta carries usage. Closing this generator
+        cancels the handle call, which aborts the request inside vLLM (merely abandoning the
+        stream would not: vLLM would generate up to max_tokens)."""
+        response: Any = self.handle.options(stream=True).chat.remote(
+            self._request(messages, max_tokens, stream=True)
+        )
+        try:
+            async for item in response:
+                for payload in _parse_sse_chunks(item):
+                    if "choices" not in payload:
+                        raise GeneratorError(f"engine error: {str(payload)[:300]}")
+                    text = "".join(
+                        (c.get("delta") or {}).get("content") or "" for c in payload["choices"]
+                    )
+                    usage = payload.get("usage")
+                    if usage:
+                        yield GenerationDelta(text, int(usage.get("prompt_tokens") or 0),
+                                              int(usage.get("completion_tokens") or 0))  # fmt: skip
+                    elif text:
+                        yield GenerationDelta(text)
+        finally:
+            response.cancel()
+
+    async def readiness(self) -> Readiness:
+        """Ready once the engine answers a health check."""
+        await self.handle.check_health.remote()
+        return Readiness(True)

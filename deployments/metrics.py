@@ -1,0 +1,115 @@
+"""Application metrics on Ray's Prometheus endpoint (names are the dashboard's contract)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+LATENCY_BOUNDARIES_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+                                      10000, 30000, 60000]  # fmt: skip
+STAGES = ("embed", "retrieve", "generate", "end_to_end")
+
+
+class MetricsSink(Protocol):
+    """What the plain service reports; `NullMetrics` for tests, `ServeMetrics` in Serve."""
+
+    def stage(self, stage: str, route: str, ms: float) -> None: ...
+
+    def request(self, route: str, status: int) -> None: ...
+
+    def tokens(self, prompt: int, completion: int) -> None: ...
+
+    def first_token(self, ms: float) -> None: ...
+
+    def per_output_token(self, ms: float) -> None: ...
+
+    def empty_retrieval(self, route: str) -> None: ...
+
+    def degraded(self, reason: str) -> None: ...
+
+
+class NullMetrics:
+    """Drops everything."""
+
+    def stage(self, stage: str, route: str, ms: float) -> None:
+        pass
+
+    def request(self, route: str, status: int) -> None:
+        pass
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        pass
+
+    def first_token(self, ms: float) -> None:
+        pass
+
+    def per_output_token(self, ms: float) -> None:
+        pass
+
+    def empty_retrieval(self, route: str) -> None:
+        pass
+
+    def degraded(self, reason: str) -> None:
+        pass
+
+
+class ServeMetrics:
+    """ray.serve.metrics instruments; create inside a replica (they bind to its process)."""
+
+    def __init__(self) -> None:
+        from ray.serve import metrics
+
+        self._stage = metrics.Histogram(
+            "rag_stage_latency_ms", description="Latency of each stage: embed, retrieve, "
+            "generate and end_to_end.", boundaries=LATENCY_BOUNDARIES_MS,
+            tag_keys=("stage", "route"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._ttft = metrics.Histogram(
+            "rag_time_to_first_token_ms", description="Time from request to first streamed token.",
+            boundaries=LATENCY_BOUNDARIES_MS,
+        )  # fmt: skip
+        self._tpot = metrics.Histogram(
+            "rag_time_per_output_token_ms", description="Generation time per output token.",
+            boundaries=[1.0, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+        )  # fmt: skip
+        self._prompt_tokens = metrics.Counter(
+            "rag_prompt_tokens", description="Prompt tokens reported by the engine."
+        )
+        self._completion_tokens = metrics.Counter(
+            "rag_completion_tokens", description="Completion tokens reported by the engine."
+        )
+        self._requests = metrics.Counter(
+            "rag_requests", description="HTTP requests by route and status code.",
+            tag_keys=("route", "status"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._empty = metrics.Counter(
+            "rag_empty_retrievals", description="Queries that retrieved nothing.",
+            tag_keys=("route",),
+        )  # fmt: skip
+        self._degraded = metrics.Counter(
+            "rag_degraded_answers", description="Answers served without generation.",
+            tag_keys=("reason",),
+        )  # fmt: skip
+
+    def stage(self, stage: str, route: str, ms: float) -> None:
+        self._stage.observe(ms, tags={"stage": stage, "route": route})
+
+    def request(self, route: str, status: int) -> None:
+        self._requests.inc(1, tags={"route": route, "status": str(status)})
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        if prompt:
+            self._prompt_tokens.inc(prompt)
+        if completion:
+            self._completion_tokens.inc(completion)
+
+    def first_token(self, ms: float) -> None:
+        self._ttft.observe(ms)
+
+    def per_output_token(self, ms: float) -> None:
+        self._tpot.observe(ms)
+
+    def empty_retrieval(self, route: str) -> None:
+        self._empty.inc(1, tags={"route": route})
+
+    def degraded(self, reason: str) -> None:
+        self._degraded.inc(1, tags={"reason": reason})

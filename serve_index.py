@@ -1,0 +1,135 @@
+"""Serve search and grounded answers over a published index with Ray Serve.
+
+    python serve_index.py --index-dir index [--config serve_config.yaml] [--port 8000]
+
+Deploys serve_config.yaml (the same file `serve deploy` takes) with the flags laid over it,
+waits until the application is running, prints its URLs and serves until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+import yaml
+from pydantic import ValidationError
+
+from utils.settings import PROJECT_ROOT, ServiceSettings
+
+APP_NAME = "rag"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index-dir", type=Path, help="published index root (overrides config)")
+    parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "serve_config.yaml")
+    parser.add_argument("--port", type=int, default=None, help="HTTP port (default from config)")
+    parser.add_argument("--ray-address", default=None, help="join this cluster (or RAY_ADDRESS)")
+    parser.add_argument("--no-generator", action="store_true", help="search only; /ask degrades")
+    parser.add_argument("--startup-timeout", type=float, default=900.0,
+                        help="seconds to wait for every deployment to run")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def load_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The Serve config with the flags applied; its app args validated by ServiceSettings."""
+    config: dict[str, Any] = yaml.safe_load(args.config.read_text(encoding="utf-8"))
+    app = next(a for a in config["applications"] if a.get("name") == APP_NAME)
+    app_args = dict(app.get("args") or {})
+    if args.index_dir is not None:
+        app_args["index_dir"] = str(args.index_dir.resolve())
+    if args.no_generator:
+        app_args["generator"] = {**app_args.get("generator", {}), "enabled": False}
+    ServiceSettings.model_validate(app_args)
+    app["args"] = app_args
+    if args.port is not None:
+        config.setdefault("http_options", {})["port"] = args.port
+    return config
+
+
+def wait_running(timeout_s: float) -> None:
+    """Block until the app is RUNNING; raise with the failing deployment's message otherwise."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(APP_NAME)
+        if app is not None and app.status == "RUNNING":
+            return
+        if app is not None and app.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            failing = [f"{n}: {d.message}" for n, d in app.deployments.items() if d.message]
+            raise RuntimeError("; ".join(failing) or app.message or app.status)
+        time.sleep(1.0)
+    raise TimeoutError(f"the application did not start within {timeout_s:.0f}s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Deploy, print the URLs, block until Ctrl-C, shut down."""
+    args = parse_args(argv)
+    try:
+        config = load_config(args)
+    except (OSError, KeyError, StopIteration, yaml.YAMLError) as exc:
+        print(f"error: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        print(f"error: invalid app arg {'.'.join(map(str, err['loc']))}: {err['msg']}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    import ray
+    from ray.serve._private import api as serve_api  # the path `serve run config.yaml` takes
+    from ray.serve.schema import ServeDeploySchema
+
+    from utils.ray_runtime import init_ray
+
+    init_ray(args.ray_address, num_cpus=8, namespace="serve", dashboard=True)
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(http_options=schema.http_options.model_dump())
+    client.deploy_apps(schema, _blocking=False)
+    port = schema.http_options.port
+    print(f"deploying {APP_NAME} (first start loads the models: a minute or two)...", flush=True)
+    try:
+        wait_running(args.startup_timeout)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: deployment failed: {str(exc).splitlines()[0][:500]}", file=sys.stderr)
+        _shutdown()
+        return 1
+    base = f"http://127.0.0.1:{port}"
+    print(f"API        {base}  (search: {base}/search?query=..., ask: POST {base}/ask)")
+    print(f"OpenAPI    {base}/docs")
+    print(f"Readiness  {base}/readyz")
+    dashboard = ray.get_runtime_context().dashboard_url if hasattr(
+        ray.get_runtime_context(), "dashboard_url") else None  # fmt: skip
+    print(f"Dashboard  http://{dashboard or '127.0.0.1:8265'}")
+    print("serving; Ctrl-C to stop", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    _shutdown()
+    return 0
+
+
+def _shutdown() -> None:
+    import ray
+    from ray import serve
+
+    print("shutting down...", flush=True)
+    serve.shutdown()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

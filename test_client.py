@@ -1,0 +1,110 @@
+"""Ask the running service a question (or just search) and print the answer with sources.
+
+python test_client.py "How do I scale a deployment?"
+python test_client.py --stream "What is a DeploymentHandle?"
+python test_client.py --search-only --k 3 "autoscaling"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import httpx
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("question")
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="service base URL")
+    parser.add_argument("--k", type=int, default=5, help="chunks to retrieve")
+    parser.add_argument("--stream", action="store_true", help="stream the answer as it is made")
+    parser.add_argument("--search-only", action="store_true", help="plain search, no answer")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per request")
+    return parser.parse_args(argv)
+
+
+class ServiceError(Exception):
+    """The service is down or answered an error; the message is one readable line."""
+
+
+def _check(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("message", response.text)
+        except ValueError:
+            message = response.text
+        raise ServiceError(f"HTTP {response.status_code}: {str(message)[:300]}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def print_sources(sources: list[dict[str, Any]], key: str = "content") -> None:
+    """Numbered sources, as the answer cites them."""
+    for number, hit in enumerate(sources, start=1):
+        snippet = " ".join(str(hit.get(key, "")).split())[:160]
+        print(f"  [{number}] {hit['source']}  (score {hit['score']:.4f})\n      {snippet}")
+
+
+def search(client: httpx.Client, args: argparse.Namespace) -> None:
+    data = _check(client.get("/search", params={"query": args.question, "k": args.k}))
+    print(f"search: {len(data['results'])} results")
+    print_sources(data["results"])
+
+
+def ask(client: httpx.Client, args: argparse.Namespace) -> None:
+    data = _check(client.post("/ask", json={"question": args.question, "top_k": args.k}))
+    print(f"answer ({data['status']}, {data['latency_ms']:.0f} ms, "
+          f"{data['tokens_used']['total']} tokens):")  # fmt: skip
+    print(f"  {data['answer'] or data.get('message', '')}")
+    print("sources:")
+    print_sources(data["sources"])
+
+
+def ask_stream(client: httpx.Client, args: argparse.Namespace) -> None:
+    body = {"question": args.question, "top_k": args.k}
+    with client.stream("POST", "/ask/stream", json=body) as response:
+        if response.status_code >= 400:
+            response.read()
+            _check(response)
+        event = ""
+        print("answer: ", end="", flush=True)
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+                if event == "token":
+                    print(data["text"], end="", flush=True)
+                elif event == "done":
+                    usage = data["tokens_used"]
+                    print(f"\n({data['status']}, {data['latency_ms']:.0f} ms, "
+                          f"{usage['total']} tokens)\nsources:")  # fmt: skip
+                    print_sources(data["sources"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the requests; exit 1 with one line when the service is down or errs."""
+    args = parse_args(argv)
+    try:
+        with httpx.Client(base_url=args.url, timeout=args.timeout) as client:
+            if args.search_only:
+                search(client, args)
+            else:
+                search(client, args)
+                (ask_stream if args.stream else ask)(client, args)
+    except httpx.ConnectError:
+        print(f"error: the service is not reachable at {args.url} (is serve_index.py running?)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    except (httpx.HTTPError, ServiceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
