@@ -13,7 +13,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 .PHONY: setup demo serve test test-unit test-integration lint format typecheck bench clean
 
-setup: $(STAMP) $(GENERATOR_DIR)/.complete
+setup: $(STAMP) $(GENERATOR_DIR)/.prepared.json
 
 # Re-runs only when a requirements file changes; pip itself is a no-op for satisfied pins.
 $(STAMP): requirements.txt requirements-cpu.txt requirements-dev.txt constraints-cpu.txt
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt requirements-cpu.txt requirements-dev.txt constraints
 	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 	touch $@
 
-$(GENERATOR_DIR)/.complete: $(STAMP)
+$(GENERATOR_DIR)/.prepared.json: $(STAMP)
 	$(PY) -m pipelines.prepare_generator --out $(GENERATOR_DIR)
 
 demo: setup

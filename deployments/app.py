@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from ray import serve
 from ray.serve.deployment import Application
 from ray.serve.handle import DeploymentHandle
@@ -22,6 +22,13 @@ from deployments.rag_service import RAGService
 from deployments.retriever import RetrieverDeployment
 from utils.logs import setup_logging
 from utils.settings import ServiceSettings
+
+
+def _serve_request_id(request: Request) -> str:
+    """The id Serve's proxy assigned (the client's X-Request-ID when it sent one)."""
+    from ray.serve.context import _get_serve_request_context
+
+    return _get_serve_request_context().request_id or request.headers.get("x-request-id") or ""
 
 
 class _EmbedderHandle:
@@ -74,7 +81,13 @@ class IngressDeployment:
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve calls this after __init__: the routes close over this replica's service."""
-        return create_app(lambda: self.service, self.config.max_body_bytes, self.metrics)
+        return create_app(
+            lambda: self.service,
+            self.config.max_body_bytes,
+            self.metrics,
+            request_id_of=_serve_request_id,
+            echo_request_id=False,
+        )
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

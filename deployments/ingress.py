@@ -36,10 +36,21 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status)
 
 
+def _header_request_id(request: Request) -> str:
+    return request.headers.get("x-request-id") or uuid.uuid4().hex
+
+
 def create_app(
-    get_service: ServiceGetter, max_body_bytes: int, metrics: MetricsSink | None = None
+    get_service: ServiceGetter,
+    max_body_bytes: int,
+    metrics: MetricsSink | None = None,
+    request_id_of: Callable[[Request], str] = _header_request_id,
+    echo_request_id: bool = True,
 ) -> FastAPI:
-    """The HTTP API over a `RAGService` (resolved per request, so tests can swap it)."""
+    """The HTTP API over a `RAGService` (resolved per request, so tests can swap it).
+
+    Under Serve, the proxy already honours and echoes X-Request-ID, so the ingress passes
+    Serve's request id in and turns the echo off (two headers otherwise)."""
     sink = metrics or NullMetrics()
     app = FastAPI(
         title="ray-rag",
@@ -51,7 +62,7 @@ def create_app(
     async def request_context(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_id_of(request)
         token = request_id_var.set(request_id[:128])
         start = time.perf_counter()
         try:
@@ -64,7 +75,8 @@ def create_app(
             log.exception("unhandled error", extra={"error": repr(exc)[:300]})
             response = _error(500, "internal error; see the service logs for this request id")
         ms = (time.perf_counter() - start) * 1000
-        response.headers["X-Request-ID"] = request_id_var.get()
+        if echo_request_id:
+            response.headers["X-Request-ID"] = request_id_var.get()
         route = request.url.path
         sink.request(route, response.status_code)
         if route in ("/search", "/ask", "/ask/stream"):

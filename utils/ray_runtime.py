@@ -12,7 +12,11 @@ METRICS_EXPORT_PORT = 8080  # Ray's Prometheus endpoint on each node (ops/promet
 
 
 def init_ray(
-    address: str | None, num_cpus: int, namespace: str = "rag", dashboard: bool = False
+    address: str | None,
+    num_cpus: int,
+    namespace: str = "rag",
+    dashboard: bool = False,
+    metrics_export_port: int | None = None,
 ) -> None:
     """Join `address` (or RAY_ADDRESS) when given; otherwise start a local Ray on 127.0.0.1 with
     `num_cpus` logical CPUs: more than the cores, since crawl tasks mostly wait on I/O and vLLM
@@ -37,5 +41,5 @@ def init_ray(
         log_to_driver=False,
         runtime_env={"env_vars": env},
         configure_logging=False,
-        _metrics_export_port=METRICS_EXPORT_PORT if dashboard else None,
+        _metrics_export_port=metrics_export_port or (METRICS_EXPORT_PORT if dashboard else None),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,15 +12,23 @@ from tests.conftest import shared_path
 from utils.static_site import unpack_ray_docs
 
 
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
-def ray_session() -> Iterator[None]:
-    """One real local Ray for the in-process integration tests."""
+def ray_session() -> Iterator[int]:
+    """One real local Ray for the in-process integration tests; yields its metrics port."""
     import ray
 
     from utils.ray_runtime import init_ray
 
-    init_ray(None, num_cpus=8)
-    yield
+    metrics_port = free_port()
+    init_ray(None, num_cpus=8, metrics_export_port=metrics_port)
+    yield metrics_port
     ray.shutdown()
 
 

@@ -58,7 +58,7 @@ def site(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_crawl_follows_scope_robots_redirects_and_depth(site: Path, ray_session: None) -> None:
+def test_crawl_follows_scope_robots_redirects_and_depth(site: Path, ray_session: int) -> None:
     with StaticSite(site, redirects={"/docs/old.html": "/docs/new.html"}) as server:
         pages = crawl([f"{server.url}/docs/index.html"], CrawlSettings(max_depth=2, retries=0))
     paths = sorted(p.url.removeprefix(server.url) for p in pages)
@@ -69,19 +69,19 @@ def test_crawl_follows_scope_robots_redirects_and_depth(site: Path, ray_session:
     assert texts["/docs/new.html"] == "moved here"
 
 
-def test_crawl_stops_at_max_pages(site: Path, ray_session: None) -> None:
+def test_crawl_stops_at_max_pages(site: Path, ray_session: int) -> None:
     with StaticSite(site) as server:
         pages = crawl([f"{server.url}/docs/index.html"], CrawlSettings(max_pages=2, retries=0))
     assert len(pages) == 2
 
 
-def test_unreachable_seed_is_a_clear_error(ray_session: None) -> None:
+def test_unreachable_seed_is_a_clear_error(ray_session: int) -> None:
     with pytest.raises(InputError, match=r"could not fetch http://127\.0\.0\.1:9/"):
         crawl(["http://127.0.0.1:9/docs/"], CrawlSettings(retries=1, backoff_s=0.01, timeout_s=2))
 
 
 @pytest.mark.shared_data
-def test_crawl_real_ray_serve_docs(ray_docs_site: Path, ray_session: None) -> None:
+def test_crawl_real_ray_serve_docs(ray_docs_site: Path, ray_session: int) -> None:
     with StaticSite(ray_docs_site) as server:
         pages = crawl(
             [f"{server.url}/en/master/serve/index.html"], CrawlSettings(max_depth=2, max_pages=40)

@@ -1,0 +1,233 @@
+"""The real Serve app: real Ray, the real embedder and FAISS index, real vLLM on SmolLM2.
+
+One app is deployed per module (vLLM's cold start dominates); it starts before any index exists
+so readiness is checked on both sides of the first publish.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import free_port
+from tests.integration.test_build_job import write_corpus
+from utils.settings import BuildSettings, ServiceSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass
+class LiveApp:
+    url: str
+    metrics_url: str
+    index_dir: Path
+    corpus: Path
+    readyz_before_index: httpx.Response
+    search_before_index: httpx.Response
+
+
+def _readyz(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=10)
+    except httpx.HTTPError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iterator[LiveApp]:
+    from ray import serve
+
+    from deployments.app import build_app
+    from pipelines.build import run_build
+
+    metrics_port = ray_session
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    work = tmp_path_factory.mktemp("serve")
+    index_dir = work / "index"
+    corpus = write_corpus(work / "guides", pages=12)
+    args = {"index_dir": str(index_dir), "index_poll_s": 0.5,
+            "generator": {"max_tokens": 48, "timeout_s": 300}}  # fmt: skip
+    serve.run(build_app(args), name="rag", route_prefix="/", blocking=False)
+    url = f"http://127.0.0.1:{port}"
+    before = wait_for(lambda: _readyz(url), 900, "the app to answer /readyz", every=1.0)
+    search_before = httpx.get(f"{url}/search", params={"query": "autoscaling"}, timeout=30)
+    run_build(BuildSettings(sources=[str(corpus)], index_dir=index_dir))
+    wait_for(lambda: (r := _readyz(url)) is not None and r.status_code == 200, 900, "readiness")
+    yield LiveApp(url, f"http://127.0.0.1:{metrics_port}/metrics", index_dir, corpus, before,
+                  search_before)  # fmt: skip
+    serve.shutdown()
+
+
+def test_readyz_before_and_after_the_index_exists(live_app: LiveApp) -> None:
+    assert live_app.readyz_before_index.status_code == 503
+    assert "no index published" in live_app.readyz_before_index.json()["reason"]
+    assert live_app.search_before_index.status_code == 503
+    assert "build_index.py" in live_app.search_before_index.json()["message"]
+    ready = httpx.get(f"{live_app.url}/readyz", timeout=10).json()
+    assert ready["ready"] is True and ready["index_version"] and ready["generator"] == "ready"
+
+
+def test_search_returns_ranked_chunks_with_sources(live_app: LiveApp) -> None:
+    response = httpx.get(f"{live_app.url}/search",
+                         params={"query": "guide 3 section 2 explains", "k": 4},
+                         headers={"X-Request-ID": "it-search-1"}, timeout=30)  # fmt: skip
+    assert response.status_code == 200 and response.headers["x-request-id"] == "it-search-1"
+    body = response.json()
+    assert body["status"] == "ok" and len(body["results"]) == 4
+    assert body["results"][0]["source"].startswith("guides/guide_003.md#section-2")
+    scores = [hit["score"] for hit in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_validation_errors_are_422(live_app: LiveApp) -> None:
+    for params in ({"query": ""}, {"query": "x" * 10_000}, {"query": "x", "k": 51}):
+        response = httpx.get(f"{live_app.url}/search", params=params, timeout=30)
+        assert response.status_code == 422 and response.json()["status"] == "error"
+    bad_json = httpx.post(f"{live_app.url}/ask", content=b"{oops",
+                          headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
+    assert bad_json.status_code == 422 and "Traceback" not in bad_json.text
+
+
+def test_ask_generates_with_real_vllm(live_app: LiveApp) -> None:
+    response = httpx.post(f"{live_app.url}/ask",
+                          json={"question": "What does guide 5 explain about batching?",
+                                "top_k": 3}, timeout=300)  # fmt: skip
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "ok", body
+    assert body["answer"].strip()
+    assert len(body["sources"]) == 3 and all(s["source"].startswith("guides/")
+                                             for s in body["sources"])  # fmt: skip
+    usage = body["tokens_used"]
+    assert usage["prompt"] > 50 and 0 < usage["completion"] <= 48
+    assert usage["total"] == usage["prompt"] + usage["completion"]
+
+
+def test_stream_delivers_tokens_before_the_end(live_app: LiveApp) -> None:
+    events: list[tuple[float, str, dict[str, Any]]] = []
+    with httpx.stream("POST", f"{live_app.url}/ask/stream",
+                      json={"question": "Explain replicas in guide 2", "top_k": 2},
+                      timeout=300) as response:  # fmt: skip
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((time.monotonic(), name, json.loads(line[5:])))
+    tokens = [e for e in events if e[1] == "token"]
+    done = [e for e in events if e[1] == "done"]
+    assert len(tokens) > 3 and len(done) == 1 and events[-1][1] == "done"
+    assert tokens[0][0] < done[0][0]  # the first token arrived before generation ended
+    assert done[0][2]["tokens_used"]["completion"] > 0 and done[0][2]["status"] == "ok"
+
+
+def test_client_disconnect_mid_stream_leaves_service_healthy(live_app: LiveApp) -> None:
+    with httpx.stream("POST", f"{live_app.url}/ask/stream",
+                      json={"question": "Write a long essay about guide 1", "top_k": 2,
+                            "max_tokens": 512}, timeout=300) as response:  # fmt: skip
+        for line in response.iter_lines():
+            if line.startswith("event: token"):
+                break  # closing the connection here cancels the generation
+    after = httpx.post(f"{live_app.url}/ask", json={"question": "guide 4?", "top_k": 1},
+                       timeout=300)  # fmt: skip
+    assert after.status_code == 200 and after.json()["status"] == "ok"
+
+
+def test_hot_index_swap_under_concurrent_queries(live_app: LiveApp) -> None:
+    from pipelines.build import run_build
+
+    old = httpx.get(f"{live_app.url}/readyz", timeout=10).json()["index_version"]
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                r = client.get(f"{live_app.url}/search", params={"query": "tracing", "k": 3})
+                statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        (live_app.corpus / "guide_new.md").write_text("# Fresh\n\nA new page about tracing.")
+        run_build(BuildSettings(sources=[str(live_app.corpus)], index_dir=live_app.index_dir))
+        wait_for(lambda: httpx.get(f"{live_app.url}/readyz", timeout=10).json()
+                 .get("index_version") != old, 120, "the new version")  # fmt: skip
+        count = len(statuses)
+        wait_for(lambda: len(statuses) > count + 20, 120, "queries on the new version")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(statuses) > 40 and set(statuses) == {200}
+    hits = httpx.get(f"{live_app.url}/search", params={"query": "new page about tracing"},
+                     timeout=30).json()["results"]  # fmt: skip
+    assert hits[0]["source"].startswith("guides/guide_new.md")
+
+
+def test_generator_failure_degrades_ask(live_app: LiveApp) -> None:
+    """A second ingress wired to an engine that fails: /ask degrades to sources, not a 500."""
+    from ray import serve
+
+    from deployments.app import IngressDeployment
+
+    @serve.deployment(name="BrokenLLM")
+    class BrokenLLM:
+        async def chat(self, request: Any) -> Any:
+            raise RuntimeError("engine crashed")
+            yield  # pragma: no cover - makes this an (async) generator method
+
+        async def check_health(self) -> None:
+            raise RuntimeError("engine crashed")
+
+    settings = ServiceSettings(index_dir=live_app.index_dir).model_dump(mode="json")
+    embedder = serve.get_deployment_handle("Embedder", app_name="rag")
+    retriever = serve.get_deployment_handle("Retriever", app_name="rag")
+    app = IngressDeployment.bind(settings, embedder, retriever, BrokenLLM.bind())
+    serve.run(app, name="broken", route_prefix="/broken", blocking=False)
+    url = f"{live_app.url}/broken"
+    wait_for(lambda: (r := _readyz(url)) is not None and r.status_code == 200, 300, "broken app")
+    response = httpx.post(f"{url}/ask", json={"question": "batching in guide 6"}, timeout=120)
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "degraded"
+    assert body["sources"] and "generator" in body["message"]
+    assert "not ready" in httpx.get(f"{url}/readyz", timeout=10).json()["generator"]
+    serve.delete("broken")
+
+
+def test_metrics_endpoint_exposes_custom_metrics(live_app: LiveApp) -> None:
+    wanted = ["ray_rag_stage_latency_ms", "ray_rag_requests", "ray_rag_prompt_tokens",
+              "ray_rag_completion_tokens", "ray_rag_time_to_first_token_ms"]  # fmt: skip
+
+    def scrape() -> bool:
+        try:
+            text = httpx.get(live_app.metrics_url, timeout=10).text
+        except httpx.HTTPError:
+            return False
+        return all(name in text for name in wanted)
+
+    wait_for(scrape, 120, "custom metrics on Ray's Prometheus endpoint", every=2.0)
+    text = httpx.get(live_app.metrics_url, timeout=10).text
+    assert 'stage="embed"' in text and 'stage="generate"' in text
