@@ -100,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; nothing was published", file=sys.stderr)
         return 130
+    except Exception as exc:  # an internal failure: log the detail, print one line
+        log.exception("build failed")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: build failed, nothing was published: {first[:300]}", file=sys.stderr)
+        return 1
     for line in summary.lines():
         print(line)
     log.info(

@@ -177,10 +177,23 @@ def crawl(seeds: list[str], settings: CrawlSettings, timeout_s: float = 3600.0) 
     scheduled = 0
     bar = tqdm(total=settings.max_pages, desc="crawl", unit="page", dynamic_ncols=True)
     while frontier or in_flight:
-        while frontier and len(in_flight) < settings.concurrency and scheduled < settings.max_pages:
+        # Level-synchronous BFS: a depth is scheduled only once the previous one is finished,
+        # so every page is reached at its shortest depth and max_depth means what it says.
+        level = frontier[0][1] if frontier and not in_flight else None
+        if in_flight:
+            level = next(iter(in_flight.values()))[0][1]
+        while (
+            frontier
+            and frontier[0][1] == level
+            and len(in_flight) < settings.concurrency
+            and scheduled < settings.max_pages
+        ):
             batch: list[tuple[str, int, str]] = []
             while (
-                frontier and len(batch) < settings.urls_per_task and scheduled < settings.max_pages
+                frontier
+                and frontier[0][1] == level
+                and len(batch) < settings.urls_per_task
+                and scheduled < settings.max_pages
             ):
                 item = frontier.popleft()
                 if robots.allowed(item[0]):

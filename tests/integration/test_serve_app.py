@@ -22,6 +22,16 @@ from tests.integration.test_build_job import write_corpus
 from utils.settings import BuildSettings, ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+ZEBRA_PAGE = """# Zebra migrations
+
+## Winter routes
+
+Every winter, zebra herds cross the Mara river to reach fresh grazing in the south.
+
+## Predators
+
+Lions and crocodiles wait at the river crossings.
+"""
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -66,6 +76,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iter
     work = tmp_path_factory.mktemp("serve")
     index_dir = work / "index"
     corpus = write_corpus(work / "guides", pages=12)
+    (corpus / "zebra.md").write_text(ZEBRA_PAGE)
     args = {"index_dir": str(index_dir), "index_poll_s": 0.5,
             "generator": {"max_tokens": 48, "timeout_s": 300}}  # fmt: skip
     serve.run(build_app(args), name="rag", route_prefix="/", blocking=False)
@@ -90,12 +101,13 @@ def test_readyz_before_and_after_the_index_exists(live_app: LiveApp) -> None:
 
 def test_search_returns_ranked_chunks_with_sources(live_app: LiveApp) -> None:
     response = httpx.get(f"{live_app.url}/search",
-                         params={"query": "guide 3 section 2 explains", "k": 4},
+                         params={"query": "where do zebra herds go in winter", "k": 4},
                          headers={"X-Request-ID": "it-search-1"}, timeout=30)  # fmt: skip
     assert response.status_code == 200 and response.headers["x-request-id"] == "it-search-1"
     body = response.json()
     assert body["status"] == "ok" and len(body["results"]) == 4
-    assert body["results"][0]["source"].startswith("guides/guide_003.md#section-2")
+    assert body["results"][0]["source"] == "guides/zebra.md#winter-routes"
+    assert "Mara river" in body["results"][0]["content"]
     scores = [hit["score"] for hit in body["results"]]
     assert scores == sorted(scores, reverse=True)
 

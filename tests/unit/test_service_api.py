@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deployments.ingress import create_app
-from deployments.protocols import QueryEmbedding, Readiness, SearchOutcome
+from deployments.protocols import GenerationDelta, QueryEmbedding, Readiness, SearchOutcome
 from deployments.rag_service import RAGService
 from deployments.retriever import IndexManager
 from tests.unit.fakes import HashEmbedder, ScriptedGenerator, publish_tiny_index
@@ -149,3 +149,30 @@ def test_hot_swap_follows_current_and_user_config(index_dir: Path) -> None:
     manager.reconfigure({"index_version": first, "top_k": 1})
     assert manager.refresh() and manager.live.version == first  # type: ignore[union-attr]
     assert len(client.get("/search", params={"query": "handles", "k": 1}).json()["results"]) == 1
+
+
+async def _first_token_then_close(service: RAGService) -> None:
+    events = service.ask_stream("batching", 2, None, "rid")
+    name, _ = await anext(events)
+    assert name == "token"
+    await events.aclose()  # what the SSE response does when the client goes away
+
+
+def test_closing_the_stream_early_closes_the_generation(index_dir: Path) -> None:
+    import asyncio
+
+    class SlowWords(ScriptedGenerator):
+        async def stream(self, messages, max_tokens):  # type: ignore[no-untyped-def]
+            try:
+                for i in range(1000):
+                    yield GenerationDelta(f"w{i} ")
+            finally:
+                self.closed = True
+
+    generator = SlowWords()
+    settings = ServiceSettings(index_dir=index_dir)
+    manager = IndexManager(settings)
+    manager.refresh()
+    service = RAGService(HashEmbedder(), ManagerRetriever(manager), generator, settings)
+    asyncio.run(_first_token_then_close(service))
+    assert generator.closed
