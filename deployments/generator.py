@@ -137,6 +137,23 @@ class ServeLLMGenerator:
         finally:
             response.cancel()
 
+    async def openai_chat(self, payload: dict[str, Any]) -> AsyncIterator[str | dict[str, Any]]:
+        """Pass an OpenAI chat-completions body straight to the engine: yields SSE strings when
+        `stream` is set, else one response dict. Raises ValueError for an invalid body."""
+        try:
+            request = ChatCompletionRequest.model_validate(
+                {**payload, "model": payload.get("model") or self.settings.model_id}
+            )
+        except Exception as exc:  # pydantic's error, reported to the client as a 422
+            raise ValueError(str(exc).splitlines()[0]) from exc
+        response: Any = self.handle.options(stream=True).chat.remote(request)
+        try:
+            async for item in response:
+                for entry in item if isinstance(item, list) else [item]:
+                    yield entry.model_dump() if hasattr(entry, "model_dump") else str(entry)
+        finally:
+            response.cancel()
+
     async def readiness(self) -> Readiness:
         """Ready once the engine answers a health check."""
         await self.handle.check_health.remote()

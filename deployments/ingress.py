@@ -157,7 +157,41 @@ def create_app(
         return StreamingResponse(_sse(first, events, request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})  # fmt: skip
 
+    @app.post("/v1/chat/completions", summary="OpenAI-compatible chat completions (same engine)")
+    async def chat_completions(request: Request) -> Response:
+        generator = get_service().generator
+        openai_chat = getattr(generator, "openai_chat", None)
+        if openai_chat is None:
+            return _error(503, "the generator is disabled in this deployment")
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _error(422, "invalid request: body is not valid JSON")
+        if not isinstance(payload, dict):
+            return _error(422, "invalid request: body must be a JSON object")
+        items = openai_chat(payload)
+        try:
+            first = await anext(items)
+        except ValueError as exc:
+            return _error(422, f"invalid request: {exc}")
+        if isinstance(first, dict):
+            await items.aclose()
+            if "choices" not in first:
+                return JSONResponse(first, status_code=int(first.get("code") or 400))
+            return JSONResponse(first)
+        return StreamingResponse(_passthrough(first, items), media_type="text/event-stream")
+
     return app
+
+
+async def _passthrough(first: str, items: AsyncIterator[Any]) -> AsyncIterator[str]:
+    """Relay the engine's own SSE strings; closing cancels the generation."""
+    try:
+        yield first
+        async for item in items:
+            yield item if isinstance(item, str) else f"data: {json.dumps(item)}\n\n"
+    finally:
+        await items.aclose()  # type: ignore[attr-defined]
 
 
 async def _sse(

@@ -176,3 +176,9 @@ def test_closing_the_stream_early_closes_the_generation(index_dir: Path) -> None
     service = RAGService(HashEmbedder(), ManagerRetriever(manager), generator, settings)
     asyncio.run(_first_token_then_close(service))
     assert generator.closed
+
+
+def test_openai_route_without_an_engine_is_503(index_dir: Path) -> None:
+    client, _ = make_client(index_dir, None)
+    response = client.post("/v1/chat/completions", json={"messages": []})
+    assert response.status_code == 503 and "disabled" in response.json()["message"]
