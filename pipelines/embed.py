@@ -90,7 +90,8 @@ def embed_chunks(
     start = time.perf_counter()
     wanted = {c.id for c in chunks}
     vectors = store.load_vectors(wanted)
-    todo = [c for c in chunks if c.id not in vectors]
+    # Length-sorted batches pad least: each forward pass costs as much as its longest text.
+    todo = sorted((c for c in chunks if c.id not in vectors), key=lambda c: len(c.text))
     reused = len(vectors)
     batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
     dim = next(iter(vectors.values())).shape[0] if vectors else 0
