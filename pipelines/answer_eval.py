@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 
 from pipelines.evaluation import QAItem, load_qa, mean
+from pipelines.retrieval import STOPWORDS
 from utils.urls import page_key
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:[._\-][a-z0-9]+)*")
@@ -34,31 +35,8 @@ _REFUSAL_RE = re.compile(
     re.I,
 )
 _REFUSAL_STATUSES = {"refused", "no_answer", "unanswerable", "insufficient_context"}
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "has",
-        "have",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "to",
-    ]
-)
+# The BM25 stop words plus auxiliaries: overlap is measured on words that carry content.
+_STOP = STOPWORDS | {"has", "have"}
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words a chunk must contain
 
 

@@ -7,7 +7,7 @@ harness both call `HybridRetriever.search`.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +20,7 @@ from utils.settings import RetrievalSettings
 
 Mode = Literal["dense", "lexical", "hybrid"]
 
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     [
         "a",
         "an",
@@ -66,6 +66,7 @@ _STOPWORDS = frozenset(
 # are indexed too, so "batch" still matches "serve.batch".
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:[._\-/][a-z0-9]+)*")
 _PART_RE = re.compile(r"[._\-/]")
+_WORD_RE = re.compile(r"\w+")
 
 
 def tokenize(text: str) -> list[str]:
@@ -75,7 +76,7 @@ def tokenize(text: str) -> list[str]:
         parts = _PART_RE.split(token)
         if len(parts) > 1:
             tokens.append(token)
-        tokens.extend(p for p in parts if p and p not in _STOPWORDS)
+        tokens.extend(p for p in parts if p and p not in STOPWORDS)
     return tokens
 
 
@@ -181,13 +182,29 @@ class HybridRetriever:
                 candidate = candidates.setdefault(row, _Candidate())
                 candidate.lexical_rank = rank
                 candidate.fused += s.lexical_weight / (s.rrf_k + rank)
+        if mode != "dense" and s.page_bonus:
+            # A page that several candidates come from is likelier the answer than a page with
+            # one: each chunk gains a share of its page's other candidates' scores.
+            page_sum: defaultdict[str, float] = defaultdict(float)
+            for row, cand in candidates.items():
+                page_sum[self.published.chunks[row].page_url] += cand.fused
+            for row, cand in candidates.items():
+                others = page_sum[self.published.chunks[row].page_url] - cand.fused
+                cand.fused += s.page_bonus * others
         key = (lambda c: c.cosine) if mode == "dense" else (lambda c: c.fused)
         results: list[RetrievedChunk] = []
         per_page: Counter[str] = Counter()
+        seen: set[str] = set()
         for row, cand in sorted(candidates.items(), key=lambda item: -key(item[1])):
             chunk = self.published.chunks[row]
             if s.max_per_page and per_page[chunk.page_url] >= s.max_per_page:
                 continue
+            if s.dedupe:
+                # Docs repeat boilerplate across pages; a repeat adds no new evidence.
+                text = " ".join(_WORD_RE.findall(chunk.text.lower()))
+                if text in seen:
+                    continue
+                seen.add(text)
             per_page[chunk.page_url] += 1
             results.append(RetrievedChunk(chunk, key(cand), cand.dense_rank, cand.lexical_rank))
             if len(results) >= k:

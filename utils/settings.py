@@ -94,7 +94,8 @@ class IndexSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """Hybrid retrieval: dense + BM25 fused with reciprocal rank fusion."""
+    """Hybrid retrieval: dense + BM25 fused with reciprocal rank fusion. The defaults are the
+    best configuration measured on the dev sets (docs/benchmarks.md, "Retrieval quality")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,11 +106,21 @@ class RetrievalSettings(BaseModel):
     candidates: int = Field(
         default=50, ge=1, le=2000, description="Candidates each leg contributes before fusion."
     )
-    rrf_k: int = Field(default=60, ge=1, le=1000, description="RRF constant k in 1/(k + rank).")
+    rrf_k: int = Field(default=10, ge=1, le=1000, description="RRF constant k in 1/(k + rank).")
     dense_weight: float = Field(default=1.0, ge=0, le=10, description="Weight of the dense leg.")
     lexical_weight: float = Field(default=1.0, ge=0, le=10, description="Weight of the BM25 leg.")
     max_per_page: int = Field(
-        default=0, ge=0, le=50, description="Chunks kept per page in the results; 0 = no cap."
+        default=1, ge=0, le=50, description="Chunks kept per page in the results; 0 = no cap."
+    )
+    dedupe: bool = Field(
+        default=True, description="Drop a result whose text repeats a better-ranked one's."
+    )
+    page_bonus: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Share of a page's other candidates' fused scores added to each of its "
+        "chunks (not in dense mode); 0 = off.",
     )
     bm25_k1: float = Field(default=1.2, ge=0, le=5, description="BM25 term saturation.")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")

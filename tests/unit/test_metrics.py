@@ -98,6 +98,8 @@ class _OneHotEmbedder:
 
 
 MIRROR = "http://127.0.0.1:8123/en/master"
+# Plain fusion, so these tests check the scoring and not the retrieval options.
+PLAIN = RetrievalSettings(max_per_page=0, dedupe=False, page_bonus=0.0)
 
 
 def test_score_qa_compares_paths_and_sections(tmp_path: Path) -> None:
@@ -108,7 +110,7 @@ def test_score_qa_compares_paths_and_sections(tmp_path: Path) -> None:
         _chunk(3, f"{MIRROR}/train/gpus.html", "", "torchtrainer gpus use_gpu"),
     ]
     published = _published(chunks, np.eye(4, dtype=np.float32))
-    searcher = Searcher(published, RetrievalSettings(), embedder=_OneHotEmbedder())  # type: ignore[arg-type]
+    searcher = Searcher(published, PLAIN, embedder=_OneHotEmbedder())  # type: ignore[arg-type]
     rows: list[dict[str, str]] = [
         # Lexical: only chunk 0 matches; the source is the directory form of index.html.
         {"question": "autoscaling 0", "source": "https://docs.ray.io/en/master/serve/#scaling"},
@@ -204,7 +206,7 @@ def test_score_beir_dedupes_docs(tmp_path: Path) -> None:
         _chunk(3, "d3", "", "epsilon"),
     ]
     published = _published(chunks, np.eye(4, dtype=np.float32))
-    searcher = Searcher(published, RetrievalSettings())
+    searcher = Searcher(published, PLAIN)
     metrics = score_beir(searcher, data, "lexical")
     # q1 "gamma" finds d2; q2 "alpha" finds d1 through two chunks, which must count once:
     # counted twice, DCG would exceed the ideal and nDCG would pass 1.
@@ -219,3 +221,84 @@ def test_format_table_lines() -> None:
     assert lines[0] == "| metric | dense | hybrid |"
     assert lines[2] == "| n | 213 | 213 |"
     assert lines[3] == "| hit | 0.500 | 0.750 |"
+
+
+def test_retriever_dedupe_and_page_cap() -> None:
+    """Options the ablation measures: repeated text and extra chunks of one page give way."""
+    from pipelines.retrieval import HybridRetriever
+
+    chunks = [
+        _chunk(0, "p1", "a", "Ray Serve autoscaling: scale replicas."),
+        _chunk(1, "p2", "b", "ray serve AUTOSCALING, scale replicas"),  # same words as chunk 0
+        _chunk(2, "p1", "c", "autoscaling replicas again on page one"),
+        _chunk(3, "p3", "", "autoscaling elsewhere"),
+    ]
+    published = _published(chunks, np.eye(4, dtype=np.float32))
+
+    def ids(**update: object) -> list[str]:
+        settings = RetrievalSettings().model_copy(update=update)
+        hits = HybridRetriever(published, settings).search(
+            "autoscaling replicas", None, 4, "lexical"
+        )
+        return [h.chunk.id for h in hits]
+
+    everything = ids(dedupe=False, max_per_page=0)
+    assert sorted(everything) == ["c0", "c1", "c2", "c3"]
+    kept = ids(dedupe=True, max_per_page=0)
+    assert len(kept) == 3 and len({"c0", "c1"} & set(kept)) == 1
+    capped = ids(dedupe=False, max_per_page=1)
+    assert len(capped) == 3 and not {"c0", "c2"} <= set(capped)
+
+
+def test_page_bonus_lifts_a_page_with_several_matches() -> None:
+    """Two matching sections of one page outrank one slightly better chunk of another page."""
+    from pipelines.retrieval import HybridRetriever
+
+    chunks = [
+        _chunk(0, "solo", "", "autoscaling replicas autoscaling"),
+        _chunk(1, "multi", "a", "autoscaling replicas"),
+        _chunk(2, "multi", "b", "autoscaling of replicas on a cluster"),
+    ]
+    published = _published(chunks, np.eye(3, dtype=np.float32))
+
+    def pages(bonus: float) -> list[str]:
+        settings = RetrievalSettings(max_per_page=1, page_bonus=bonus, rrf_k=10)
+        hits = HybridRetriever(published, settings).search(
+            "autoscaling replicas", None, 2, "lexical"
+        )
+        return [h.chunk.page_url for h in hits]
+
+    assert pages(0.0) == ["solo", "multi"]
+    assert pages(0.5) == ["multi", "solo"]
+
+
+def test_cli_ray_qa_prints_table_json_and_misses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import evaluate
+
+    chunks = [
+        _chunk(0, f"{MIRROR}/serve/autoscaling.html", "config", "autoscaling config replicas"),
+        _chunk(1, f"{MIRROR}/data/loading.html", "csv", "read_csv loads csv files"),
+    ]
+    settings = BuildSettings(index_dir=tmp_path / "idx")
+    publish(chunks, np.eye(2, dtype=np.float32), settings, 2)
+    qa = tmp_path / "qa.jsonl"
+    rows = [
+        {
+            "question": "autoscaling config",
+            "source": "https://docs.ray.io/en/master/serve/autoscaling.html",
+        },
+        {"question": "kuberay", "source": "https://docs.ray.io/en/master/cluster/k.html"},
+    ]
+    qa.write_text("\n".join(json.dumps(r) for r in rows))
+    misses = tmp_path / "misses.jsonl"
+    argv = ["ray-qa", "--qa", str(qa), "--index-dir", str(settings.index_dir), "--mode", "lexical"]
+    assert evaluate.main([*argv, "--k", "1", "--write-misses", str(misses)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[1] == "| metric | lexical |"
+    result = json.loads(out[-1])["results"]["lexical"]
+    assert result["page_hit@1"] == 0.5 and result["questions"] == 2
+    missed = [json.loads(line) for line in misses.read_text().splitlines()]
+    assert [m["question"] for m in missed] == ["kuberay"] and missed[0]["mode"] == "lexical"
+    assert evaluate.main(["ray-qa", "--qa", str(qa), "--index-dir", str(tmp_path / "none")]) == 2

@@ -1,0 +1,182 @@
+"""Evaluate retrieval and answers: Ray-docs questions, BEIR datasets, or a running service.
+
+python evaluate.py ray-qa --qa qa-dev.jsonl --index-dir index [--k 1 3 5 10] [--mode dense hybrid]
+python evaluate.py beir --data scifact --split train [--index-dir /tmp/rag-eval/scifact]
+python evaluate.py answers --qa qa.jsonl --url http://127.0.0.1:8000 [--judge-url URL]
+
+Each prints a table, then one JSON object with every metric as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pydantic import ValidationError
+
+from utils.errors import IndexNotReadyError, InputError
+from utils.settings import RetrievalSettings, Settings
+
+MODES = ["dense", "lexical", "hybrid"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Sub-command flags; retrieval settings not given fall back to defaults and RAG_* env."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    retrieval = argparse.ArgumentParser(add_help=False)
+    retrieval.add_argument("--mode", nargs="+", choices=MODES, help="modes to score side by side")
+    retrieval.add_argument("--candidates", type=int, help="candidates per leg before fusion")
+    retrieval.add_argument("--rrf-k", type=int, help="RRF constant")
+    retrieval.add_argument("--max-per-page", type=int, help="chunks kept per page (0: no cap)")
+    retrieval.add_argument("--page-bonus", type=float, help="page-level score share (0: off)")
+
+    qa = sub.add_parser("ray-qa", parents=[retrieval], help="page/section hit@k and MRR")
+    qa.add_argument("--qa", type=Path, required=True, help="JSON lines {question, source}")
+    qa.add_argument("--index-dir", type=Path, help="published index (default: settings)")
+    qa.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 10], help="cut-offs")
+    qa.add_argument("--write-misses", type=Path, help="write failed questions here (JSON lines)")
+
+    beir = sub.add_parser("beir", parents=[retrieval], help="nDCG@10, recall, MRR on BEIR data")
+    beir.add_argument("--data", type=Path, required=True, help="corpus.jsonl, queries.jsonl, qrels")
+    beir.add_argument("--split", default="test", help="qrels/<split>.tsv")
+    beir.add_argument("--index-dir", type=Path, help="work dir for the corpus index (reused)")
+    beir.add_argument("--num-cpus", type=int, default=8, help="logical CPUs for a local Ray")
+
+    ans = sub.add_parser("answers", help="score a running service's /ask answers")
+    ans.add_argument("--qa", type=Path, required=True, help="JSON lines {question, answerable?}")
+    ans.add_argument("--url", required=True, help="service base URL or its /ask URL")
+    ans.add_argument("--unanswerable", type=Path, help="extra questions the corpus cannot answer")
+    ans.add_argument("--top-k", type=int, default=5, help="top_k sent with each question")
+    ans.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    ans.add_argument("--judge-url", help="OpenAI-compatible endpoint for LLM-as-judge")
+    ans.add_argument("--judge-model", default="judge", help="model name sent to the judge")
+    return parser.parse_args(argv)
+
+
+def _retrieval(args: argparse.Namespace, base: Settings) -> RetrievalSettings:
+    """The service's retrieval settings with this run's flags laid over them."""
+    flags = {
+        "candidates": args.candidates,
+        "rrf_k": args.rrf_k,
+        "max_per_page": args.max_per_page,
+        "page_bonus": args.page_bonus,
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    return RetrievalSettings(**{**base.service.retrieval.model_dump(), **given})
+
+
+def _report(title: str, results: dict[str, dict[str, float]], extra: dict[str, Any]) -> None:
+    from pipelines.evaluation import format_table
+
+    print(title)
+    for line in format_table(results):
+        print(line)
+    print(json.dumps({**extra, "results": results}, sort_keys=True))
+
+
+def run_ray_qa(args: argparse.Namespace, settings: Settings, retrieval: RetrievalSettings) -> None:
+    """Score a question set against a built index, each mode on its own."""
+    from pipelines.evaluation import Searcher, load_qa, score_qa
+    from pipelines.index_store import load_index
+
+    index_dir = args.index_dir or settings.service.index_dir
+    published = load_index(index_dir)
+    searcher = Searcher(published, retrieval)
+    items = load_qa(args.qa)
+    modes = args.mode or [retrieval.mode]
+    results: dict[str, dict[str, float]] = {}
+    misses: dict[str, list[dict[str, Any]]] = {}
+    for mode in modes:
+        results[mode], misses[mode] = score_qa(searcher, items, sorted(args.k), mode)
+    if args.write_misses:
+        with args.write_misses.open("w", encoding="utf-8") as handle:
+            for mode in modes:
+                for miss in misses[mode]:
+                    handle.write(json.dumps({"mode": mode, **miss}, ensure_ascii=False) + "\n")
+    extra = {"task": "ray-qa", "index_version": published.version, "qa": str(args.qa)}
+    _report(f"ray-qa: {args.qa} against index {published.version}", results, extra)
+
+
+def run_beir(args: argparse.Namespace, settings: Settings, retrieval: RetrievalSettings) -> None:
+    """Build (or reuse) an index of a BEIR corpus with the build pipeline, then score it."""
+    from pipelines.evaluation import (
+        Searcher,
+        build_beir_index,
+        current_beir_index,
+        load_beir,
+        score_beir,
+    )
+    from pipelines.index_store import load_index
+
+    data = load_beir(args.data, args.split)
+    work = args.index_dir or Path(tempfile.gettempdir()) / "rag-eval" / f"beir-{data.name}"
+    build = settings.build.model_copy(update={"index_dir": work, "sources": [str(args.data)]})
+    path = current_beir_index(data, build)
+    built = path is None
+    if path is None:
+        import ray
+
+        from utils.ray_runtime import init_ray
+
+        init_ray(build.ray_address, num_cpus=args.num_cpus)
+        try:
+            path = build_beir_index(data, build)
+        finally:
+            ray.shutdown()
+    published = load_index(work, path.name)
+    searcher = Searcher(published, retrieval)
+    modes = args.mode or [retrieval.mode]
+    results = {mode: score_beir(searcher, data, mode) for mode in modes}
+    extra = {"task": "beir", "dataset": data.name, "split": args.split, "built": built}
+    _report(f"beir: {data.name} ({args.split}), index {published.version}", results, extra)
+
+
+def run_answers(args: argparse.Namespace) -> None:
+    """Send the questions to a running service and score its answers."""
+    from pipelines.answer_eval import evaluate_answers, load_questions
+
+    items = load_questions(args.qa, args.unanswerable)
+    report = evaluate_answers(
+        items,
+        args.url,
+        top_k=args.top_k,
+        timeout=args.timeout,
+        judge_url=args.judge_url,
+        judge_model=args.judge_model,
+    )
+    _report(f"answers: {len(items)} questions to {args.url}", {"service": report}, {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; user errors print one line and exit 2."""
+    args = parse_args(argv)
+    try:
+        if args.command == "answers":
+            run_answers(args)
+            return 0
+        settings = Settings()
+        retrieval = _retrieval(args, settings)
+        if args.command == "ray-qa":
+            run_ray_qa(args, settings, retrieval)
+        else:
+            run_beir(args, settings, retrieval)
+    except (InputError, IndexNotReadyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
