@@ -153,8 +153,9 @@ def check_reachable(url: str, settings: CrawlSettings) -> None:
         raise InputError(f"could not fetch {url}: HTTP {response.status_code}")
 
 
-def _crawlable(url: str) -> bool:
-    return not urlsplit(url).path.lower().endswith(_SKIP_SUFFIXES)
+def _crawlable(url: str, exclude_paths: tuple[str, ...] = ()) -> bool:
+    path = urlsplit(url).path
+    return not path.lower().endswith(_SKIP_SUFFIXES) and not any(x in path for x in exclude_paths)
 
 
 def crawl(seeds: list[str], settings: CrawlSettings, timeout_s: float = 3600.0) -> list[Page]:
@@ -224,7 +225,11 @@ def crawl(seeds: list[str], settings: CrawlSettings, timeout_s: float = 3600.0) 
                 if depth >= settings.max_depth:
                     continue
                 for link in page.links:
-                    if link not in seen and in_scope(link, seed) and _crawlable(link):
+                    if (
+                        link not in seen
+                        and in_scope(link, seed)
+                        and _crawlable(link, settings.exclude_paths)
+                    ):
                         seen.add(link)
                         frontier.append((link, depth + 1, seed))
     bar.close()

@@ -27,6 +27,8 @@ def site(tmp_path: Path) -> Path:
     docs = tmp_path / "docs"
     (docs / "guide").mkdir(parents=True)
     (docs / "private").mkdir()
+    (docs / "_modules" / "ray").mkdir(parents=True)
+    (docs / "_modules" / "ray" / "serve.html").write_text(_page("Source", "def f(): ...", []))
     pages = {
         "index.html": _page(
             "Home",
@@ -63,7 +65,8 @@ def test_crawl_follows_scope_robots_redirects_and_depth(site: Path, ray_session:
         pages = crawl([f"{server.url}/docs/index.html"], CrawlSettings(max_depth=2, retries=0))
     paths = sorted(p.url.removeprefix(server.url) for p in pages)
     # c.html is 3 hops away; private/ is disallowed by robots.txt; /other is out of scope;
-    # data.json is not HTML; old.html redirects to new.html and is stored once, by final URL.
+    # data.json is not HTML; _modules/ (Sphinx source listings) is excluded; old.html
+    # redirects to new.html and is stored once, by final URL.
     assert paths == ["/docs/", "/docs/guide/a.html", "/docs/guide/b.html", "/docs/new.html"]
     texts = {p.url.removeprefix(server.url): p.sections[0].text for p in pages}
     assert texts["/docs/new.html"] == "moved here"
