@@ -183,7 +183,9 @@ def test_hot_index_swap_under_concurrent_queries(live_app: LiveApp) -> None:
     for thread in threads:
         thread.start()
     try:
-        (live_app.corpus / "guide_new.md").write_text("# Fresh\n\nA new page about tracing.")
+        (live_app.corpus / "guide_new.md").write_text(
+            "# Flamingos\n\nFlamingos migrate to the salt lakes of the Altiplano in Bolivia."
+        )
         run_build(BuildSettings(sources=[str(live_app.corpus)], index_dir=live_app.index_dir))
         wait_for(lambda: httpx.get(f"{live_app.url}/readyz", timeout=10).json()
                  .get("index_version") != old, 120, "the new version")  # fmt: skip
@@ -194,7 +196,7 @@ def test_hot_index_swap_under_concurrent_queries(live_app: LiveApp) -> None:
         for thread in threads:
             thread.join(timeout=60)
     assert len(statuses) > 40 and set(statuses) == {200}
-    hits = httpx.get(f"{live_app.url}/search", params={"query": "new page about tracing"},
+    hits = httpx.get(f"{live_app.url}/search", params={"query": "where do flamingos migrate"},
                      timeout=30).json()["results"]  # fmt: skip
     assert hits[0]["source"].startswith("guides/guide_new.md")
 
