@@ -6,11 +6,12 @@ Starts a local Ray and deploys, side by side in one Serve instance:
   * our service ("rag", route /), from serve_config.yaml as `serve_index.py` deploys it, pinned
     to one index version: Ingress -> batching Embedder + hybrid Retriever + vLLM generator;
   * the book's single deployment ("book", route /book): one replica that loads the model and
-    the FAISS index itself and embeds one query per request (bench/baselines.py);
+    the FAISS index itself and embeds one query per request (bench/baselines.py), with Serve's
+    defaults; and the same again ("book-tuned", /book-tuned) with max_ongoing_requests 100;
 and, as a uvicorn subprocess on another port, a single-process FastAPI + FAISS +
 sentence-transformers server over the same index (the book's design without Ray).
 
-`/search` runs at concurrency 1, 8 and 32 against all three (levels interleaved, so drift in
+`/search` runs at concurrency 1, 8 and 32 against all four (levels interleaved, so drift in
 the machine's load hits every system alike). `/ask/stream` runs at concurrency 1 and 8 (time to
 first token, tokens/s); after Serve is shut down, the same prompts go through a plain
 transformers `generate` loop, one at a time. Figures go to stdout and to the "Serving load"
@@ -77,6 +78,10 @@ SEARCH_K = 5
 ASK_TOP_K = 5
 OURS = "ours (Ray Serve app)"
 BOOK = "book (single Ray deployment)"
+BOOK_TUNED = "book, max_ongoing_requests 100"
+# Serve's default max_ongoing_requests (5) makes the router hold the other requests back from
+# the book's replica; the tuned copy shows the same design without that queue in front of it.
+BOOK_TUNED_MAX_ONGOING = 100
 PLAIN = "plain FastAPI"
 OURS_ASK = "ours (/ask/stream, vLLM)"
 TRANSFORMERS = "transformers loop"
@@ -193,8 +198,9 @@ def load_questions() -> list[str]:
 def serve_config(
     index_dir: Path, version: str, port: int, book_threads: int, rag_env: dict[str, str]
 ) -> dict[str, Any]:
-    """serve_config.yaml as serve_index.py reads it, pinned to `version`, plus the book app;
-    `rag_env` adds environment variables to our app's runtime_env (for experiments)."""
+    """serve_config.yaml as serve_index.py reads it, pinned to `version`, plus the book's app
+    twice (Serve's defaults, and max_ongoing_requests raised); `rag_env` adds environment
+    variables to our app's runtime_env (for experiments)."""
     import serve_index
 
     flags = argparse.Namespace(config=CONFIG, index_dir=index_dir, no_generator=False, port=port)
@@ -210,20 +216,25 @@ def serve_config(
         runtime_env = rag.setdefault("runtime_env", {})
         runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **rag_env}
     model = ServiceSettings.model_validate(rag["args"]).embedding_model
-    config["applications"].append(
-        {
-            "name": "book",
-            "route_prefix": "/book",
-            "import_path": "bench.baselines:build_book_app",
-            "runtime_env": {"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
-            "args": {
-                "index_dir": str(index_dir),
-                "version": version,
-                "embedding_model": model,
-                "num_threads": book_threads,
-            },
-        }
-    )
+    book_args = {
+        "index_dir": str(index_dir),
+        "version": version,
+        "embedding_model": model,
+        "num_threads": book_threads,
+    }
+    book_env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+    for name, max_ongoing in (("book", 0), ("book-tuned", BOOK_TUNED_MAX_ONGOING)):
+        options = [{"name": "BookSearch", "max_ongoing_requests": max_ongoing}]
+        config["applications"].append(
+            {
+                "name": name,
+                "route_prefix": f"/{name}",
+                "import_path": "bench.baselines:build_book_app",
+                "runtime_env": book_env,
+                "args": book_args,
+                "deployments": options if max_ongoing else [],
+            }
+        )
     return config
 
 
@@ -440,18 +451,33 @@ def find(levels: list[Level], system: str, concurrency: int) -> Level | None:
 
 
 def ratio_line(
-    what: str, ours: Level | None, base: Level | None, attr: str, target: float
+    what: str, ours: Level | None, base: Level | None, attr: str, target: float | None
 ) -> tuple[str, bool]:
-    """'what: a / b = r x (target >= t x): met' and whether it was met."""
+    """'what: a / b = r x (target >= t x): met' and whether it was met (no target: no verdict)."""
     if ours is None or base is None or not getattr(base, attr):
         return f"- {what}: not measured", False
     a, b = getattr(ours, attr), getattr(base, attr)
+    line = f"- {what}: {a:.1f} / {b:.1f} = **{a / b:.2f}x**"
+    if target is None:
+        return line, False
     met = a / b >= target and ours.failed == 0
-    return (
-        f"- {what}: {a:.1f} / {b:.1f} = **{a / b:.2f}x** (target >= {target}x): "
-        f"{'met' if met else 'NOT met'}",
-        met,
-    )
+    return f"{line} (target >= {target}x): {'met' if met else 'NOT met'}", met
+
+
+def prefill_bound(loop: Level | None) -> list[str]:
+    """How much of the loop's time is prefill, and the ratio that leaves for any server that
+    batches decoding but prefills no faster (prefill is compute-bound: batching does not help)."""
+    if loop is None or not loop.ok:
+        return []
+    ttft = float(np.mean([s.ttft_s or 0.0 for s in loop.ok]))
+    latency = float(np.mean([s.latency_s for s in loop.ok]))
+    prompt = float(np.mean([s.prompt_tokens for s in loop.ok]))
+    return [
+        f"- prefill bound: the transformers loop spends {ttft:.2f} s of its {latency:.2f} s per "
+        f"request ({100 * ttft / latency:.0f}%) reading the {prompt:.0f}-token prompt before the "
+        "first token; a server that made decoding free but prefilled no faster would reach at "
+        f"most **{latency / ttft:.1f}x** its tokens/s"
+    ]
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -607,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         bases = {
             OURS: f"{base}/search",
             BOOK: f"{base}/book/search",
+            BOOK_TUNED: f"{base}/book-tuned/search",
             PLAIN: f"http://127.0.0.1:{plain_port}/search",
         }
         search_levels = asyncio.run(
@@ -686,7 +713,14 @@ def report(
         "rps",
         1.5,
     )
-    lines += [line, ""]
+    tuned, _ = ratio_line(
+        f"for reference, ours / the book with max_ongoing_requests {BOOK_TUNED_MAX_ONGOING}",
+        find(search_levels, OURS, search_c),
+        find(search_levels, BOOK_TUNED, search_c),
+        "rps",
+        None,
+    )
+    lines += [line, tuned, ""]
     ask_met = False
     if ask_levels:
         lines += ["### /ask", "", *ask_rows(ask_levels), ""]
@@ -697,7 +731,7 @@ def report(
             "tokens_per_s",
             5.0,
         )
-        lines += [line, ""]
+        lines += [line, *prefill_bound(find(ask_levels, TRANSFORMERS, 1)), ""]
     errors = Counter[str]()
     for lv in search_levels + ask_levels:
         errors.update({f"{lv.system} c={lv.concurrency}: {e}": n for e, n in lv.errors.items()})
@@ -741,7 +775,9 @@ def report(
         "replica, 1 CPU, `max_ongoing_requests` 5, torch threads "
         f"{args.book_threads or 'from Ray (OMP_NUM_THREADS=1)'}) that loads the model and FAISS "
         "index itself and embeds one query per request, then searches; in the same Serve "
-        "instance, through the same proxy. **Plain**: one uvicorn process, FastAPI + FAISS + "
+        f"instance, through the same proxy; also run as a second app with "
+        f"`max_ongoing_requests` {BOOK_TUNED_MAX_ONGOING}, so that Serve's router does not hold "
+        "requests back from it. **Plain**: one uvicorn process, FastAPI + FAISS + "
         "sentence-transformers, one query embedded per request (sync route in FastAPI's thread "
         "pool). Both baselines search FAISS only; ours also runs BM25 + fusion per query. "
         f"`/ask`: top_k {ASK_TOP_K}, max_tokens {args.max_tokens}, greedy, distinct questions "
