@@ -501,7 +501,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar=("AT_1", "AT_8"),
         help="/ask requests at concurrency 1 and 8",
     )
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=0,
+        help="answer length cap for /ask and the loop (0: the service's configured max_tokens)",
+    )
     parser.add_argument("--skip-ask", action="store_true", help="search only")
     parser.add_argument(
         "--book-threads",
@@ -597,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     port, plain_port = free_port(), free_port()
     config = serve_config(index_dir, version, port, args.book_threads, args.rag_env)
     service = ServiceSettings.model_validate(config["applications"][0]["args"])
+    args.max_tokens = args.max_tokens or service.generator.max_tokens
     work = Path("/tmp/rag-serve-bench")
     work.mkdir(parents=True, exist_ok=True)
     plain_log = (work / "plain-server.log").open("wb")

@@ -29,6 +29,7 @@ def build_llm_config(settings: GeneratorSettings) -> LLMConfig:
         bundle["GPU"] = settings.num_gpus
     else:
         env_vars["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB: ~23k tokens of KV cache
+    env_vars.update(settings.engine_env)
     return LLMConfig(
         model_loading_config={"model_id": settings.model_id, "model_source": settings.model_source},
         engine_kwargs=dict(settings.engine_kwargs),

