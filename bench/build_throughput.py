@@ -33,7 +33,7 @@ from pipelines.index_store import load_index  # noqa: E402
 from utils.models import load_sentence_transformer  # noqa: E402
 from utils.ray_runtime import init_ray  # noqa: E402
 from utils.settings import BuildSettings, CrawlSettings  # noqa: E402
-from utils.static_site import StaticSite, unpack_ray_docs  # noqa: E402
+from utils.static_site import StaticSite, ray_docs_seeds, unpack_ray_docs  # noqa: E402
 
 ARCHIVE = ROOT.parent / "shared" / "data" / "ray-docs" / "ray-docs-html.tar.gz"
 
@@ -70,13 +70,8 @@ def main() -> int:
     shutil.rmtree(index_dir, ignore_errors=True)  # a cold build: no reused checkpoints
     init_ray(None, num_cpus=8)
     with StaticSite(site) as server:
-        supplement_root = args.work_dir / "site" / "ray-docs-html-supplement" / "docs.ray.io"
-        seeds = [f"{server.url}/en/master/index.html"] + [
-            f"{server.url}/{p.relative_to(supplement_root).as_posix()}"
-            for p in sorted(supplement_root.rglob("*.html"))
-        ]
         settings = BuildSettings(
-            sources=seeds,
+            sources=ray_docs_seeds(server.url, args.work_dir / "site"),
             index_dir=index_dir,
             crawl=CrawlSettings(max_depth=4, max_pages=args.max_pages),
         )

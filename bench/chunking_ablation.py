@@ -42,7 +42,7 @@ from pipelines.evaluation import Searcher, beir_pages, load_beir, load_qa, score
 from pipelines.index_store import PublishedIndex  # noqa: E402
 from utils.ray_runtime import init_ray  # noqa: E402
 from utils.settings import ChunkingSettings, CrawlSettings, EmbeddingSettings, RetrievalSettings  # noqa: E402
-from utils.static_site import StaticSite, unpack_ray_docs  # noqa: E402
+from utils.static_site import StaticSite, ray_docs_seeds, unpack_ray_docs  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 DEFAULT_CONFIGS = ["200:25:1", "300:50:1", "400:50:1", "400:0:1", "500:50:1", "600:75:1"]
@@ -68,13 +68,9 @@ def mirror_pages(work: Path) -> list[Page]:
     if cache.exists():
         return list(pickle.loads(cache.read_bytes()))
     site = unpack_ray_docs(DATA / "ray-docs" / "ray-docs-html.tar.gz", work / "site")
-    supplement = work / "site" / "ray-docs-html-supplement" / "docs.ray.io"
     init_ray(None, num_cpus=8)
     with StaticSite(site) as server:
-        seeds = [f"{server.url}/en/master/index.html"] + [
-            f"{server.url}/{p.relative_to(supplement).as_posix()}"
-            for p in sorted(supplement.rglob("*.html"))
-        ]
+        seeds = ray_docs_seeds(server.url, work / "site")
         pages = crawl(seeds, CrawlSettings(max_depth=4))
     cache.write_bytes(pickle.dumps(pages))
     return pages

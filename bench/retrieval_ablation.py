@@ -54,7 +54,7 @@ from utils.settings import (  # noqa: E402
     CrawlSettings,
     RetrievalSettings,
 )
-from utils.static_site import StaticSite, unpack_ray_docs  # noqa: E402
+from utils.static_site import StaticSite, ray_docs_seeds, unpack_ray_docs  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 QA_FILE = DATA / "ray-docs" / "qa-dev.jsonl"
@@ -149,13 +149,9 @@ def ensure_ray_index(work: Path, chunking: ChunkingSettings, reuse: Path | None)
     if _matches(index_dir, chunking):
         return index_dir
     site = unpack_ray_docs(DATA / "ray-docs" / "ray-docs-html.tar.gz", work / "site")
-    supplement = work / "site" / "ray-docs-html-supplement" / "docs.ray.io"
     init_ray(None, num_cpus=8)
     with StaticSite(site) as server:
-        seeds = [f"{server.url}/en/master/index.html"] + [
-            f"{server.url}/{p.relative_to(supplement).as_posix()}"
-            for p in sorted(supplement.rglob("*.html"))
-        ]
+        seeds = ray_docs_seeds(server.url, work / "site")
         settings = BuildSettings(
             sources=seeds, index_dir=index_dir, chunking=chunking, crawl=CrawlSettings(max_depth=4)
         )

@@ -71,3 +71,13 @@ def unpack_ray_docs(archive: Path, out: Path) -> Path:
             dest.write_bytes(path.read_bytes())
     marker.touch()
     return site
+
+
+def ray_docs_seeds(base_url: str, out: Path) -> list[str]:
+    """Crawl seeds for the mirror unpacked in `out` and served at `base_url`: the index page,
+    plus the supplement pages, which no page links to."""
+    supplement = out / "ray-docs-html-supplement" / "docs.ray.io"
+    return [f"{base_url}/en/master/index.html"] + [
+        f"{base_url}/{p.relative_to(supplement).as_posix()}"
+        for p in sorted(supplement.rglob("*.html"))
+    ]
