@@ -603,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     config = serve_config(index_dir, version, port, args.book_threads, args.rag_env)
     service = ServiceSettings.model_validate(config["applications"][0]["args"])
     args.max_tokens = args.max_tokens or service.generator.max_tokens
+    args.embed_threads = service.embed_threads  # reported
     work = Path("/tmp/rag-serve-bench")
     work.mkdir(parents=True, exist_ok=True)
     plain_log = (work / "plain-server.log").open("wb")
@@ -775,7 +776,8 @@ def report(
         f"Queries: {'the Ray docs dev-set questions' if QA_FILE.exists() else 'built-in questions'}"
         f", k={SEARCH_K}; {args.search_requests} timed requests per system and level after a "
         "warm-up, levels interleaved. **Ours** is deployed from `serve_config.yaml` (as "
-        "`serve_index.py` does): Ingress (0.5 CPU) -> Embedder (1 CPU, 2 torch threads, "
+        "`serve_index.py` does): Ingress (0.5 CPU) -> Embedder (1 CPU, "
+        f"{args.embed_threads} torch thread(s), "
         "`@serve.batch` up to 32 queries / 5 ms) and Retriever (hybrid FAISS + BM25 with RRF), "
         "vLLM behind `ray.serve.llm`. **Book**: one Serve deployment with Serve's defaults (1 "
         "replica, 1 CPU, `max_ongoing_requests` 5, torch threads "

@@ -38,7 +38,7 @@ class EmbedderDeployment:
     def __init__(self, settings: dict[str, Any]) -> None:
         setup_logging()
         config = ServiceSettings.model_validate(settings)
-        self.embedder = QueryEmbedder(config.embedding_model, num_threads=2)
+        self.embedder = QueryEmbedder(config.embedding_model, num_threads=config.embed_threads)
         batcher: Any = self.embed_batch
         batcher.set_max_batch_size(config.embed_max_batch_size)
         batcher.set_batch_wait_timeout_s(config.embed_batch_wait_s)

@@ -223,6 +223,14 @@ class ServiceSettings(BaseModel):
     embed_batch_wait_s: float = Field(
         default=0.005, ge=0, le=1, description="@serve.batch wait for more queries."
     )
+    embed_threads: int = Field(
+        default=1,
+        ge=1,
+        le=256,
+        description="torch threads per Embedder replica; keep it at the replica's num_cpus. "
+        "More threads than CPUs spin and take CPU from the other replicas (on 2 cores, 2 "
+        "threads made the Embedder the hottest process).",
+    )
     index_poll_s: float = Field(
         default=5.0, ge=0.1, le=3600, description="How often the retriever checks CURRENT."
     )
