@@ -157,6 +157,8 @@ class HybridRetriever:
         self.bm25 = BM25Index(
             [c.embed_text(titles) for c in published.chunks], settings.bm25_k1, settings.bm25_b
         )
+        # Normalised once here, not per candidate per query: what `dedupe` compares.
+        self._dedupe_keys = [" ".join(_WORD_RE.findall(c.text.lower())) for c in published.chunks]
 
     @property
     def version(self) -> str:
@@ -205,7 +207,7 @@ class HybridRetriever:
                 continue
             if s.dedupe:
                 # Docs repeat boilerplate across pages; a repeat adds no new evidence.
-                text = " ".join(_WORD_RE.findall(chunk.text.lower()))
+                text = self._dedupe_keys[row]
                 if text in seen:
                     continue
                 seen.add(text)
