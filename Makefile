@@ -43,10 +43,10 @@ test: setup
 	$(PY) -m pytest
 
 test-unit: setup
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -m "not integration"
 
 test-integration: setup
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest -m integration
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

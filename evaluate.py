@@ -75,7 +75,7 @@ def _retrieval(args: argparse.Namespace, base: Settings) -> RetrievalSettings:
 
 
 def _report(title: str, results: dict[str, dict[str, float]], extra: dict[str, Any]) -> None:
-    from pipelines.evaluation import format_table
+    from evaluation.metrics import format_table
 
     print(title)
     for line in format_table(results):
@@ -85,8 +85,8 @@ def _report(title: str, results: dict[str, dict[str, float]], extra: dict[str, A
 
 def run_ray_qa(args: argparse.Namespace, settings: Settings, retrieval: RetrievalSettings) -> None:
     """Score a question set against a built index, each mode on its own."""
-    from pipelines.evaluation import Searcher, load_qa, score_qa
-    from pipelines.index_store import load_index
+    from evaluation.retrieval import Searcher, load_qa, score_qa
+    from ragcore.index_format import load_index
 
     index_dir = args.index_dir or settings.service.index_dir
     published = load_index(index_dir)
@@ -108,14 +108,14 @@ def run_ray_qa(args: argparse.Namespace, settings: Settings, retrieval: Retrieva
 
 def run_beir(args: argparse.Namespace, settings: Settings, retrieval: RetrievalSettings) -> None:
     """Build (or reuse) an index of a BEIR corpus with the build pipeline, then score it."""
-    from pipelines.evaluation import (
+    from evaluation.retrieval import (
         Searcher,
         build_beir_index,
         current_beir_index,
         load_beir,
         score_beir,
     )
-    from pipelines.index_store import load_index
+    from ragcore.index_format import load_index
 
     data = load_beir(args.data, args.split)
     work = args.index_dir or Path(tempfile.gettempdir()) / "rag-eval" / f"beir-{data.name}"
@@ -142,7 +142,7 @@ def run_beir(args: argparse.Namespace, settings: Settings, retrieval: RetrievalS
 
 def run_answers(args: argparse.Namespace) -> None:
     """Send the questions to a running service and score its answers."""
-    from pipelines.answer_eval import evaluate_answers, load_questions
+    from evaluation.answers import evaluate_answers, load_questions
 
     items = load_questions(args.qa, args.unanswerable)
     report = evaluate_answers(

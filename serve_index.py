@@ -25,9 +25,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import yaml
 from pydantic import ValidationError
 
-from utils.settings import PROJECT_ROOT, ServiceSettings
-
-APP_NAME = "rag"
+from deployments.launch import APP_NAME, load_serve_config
+from utils.settings import PROJECT_ROOT
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,40 +38,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ray-address", default=None, help="join this cluster (or RAY_ADDRESS)")
     parser.add_argument("--no-generator", action="store_true", help="search only; /ask degrades")
     parser.add_argument("--startup-timeout", type=float, default=900.0,
-                        help="seconds to wait for every deployment to run")  # fmt: skip
+                        help="seconds to wait for the app to run and report ready")  # fmt: skip
     return parser.parse_args(argv)
 
 
 def load_config(args: argparse.Namespace) -> dict[str, Any]:
     """The Serve config with the flags applied; its app args validated by ServiceSettings."""
-    config: dict[str, Any] = yaml.safe_load(args.config.read_text(encoding="utf-8"))
-    app = next(a for a in config["applications"] if a.get("name") == APP_NAME)
-    app_args = dict(app.get("args") or {})
-    if args.index_dir is not None:
-        app_args["index_dir"] = str(args.index_dir.resolve())
-    if args.no_generator:
-        app_args["generator"] = {**app_args.get("generator", {}), "enabled": False}
-    ServiceSettings.model_validate(app_args)
-    app["args"] = app_args
-    if args.port is not None:
-        config.setdefault("http_options", {})["port"] = args.port
-    return config
-
-
-def wait_running(timeout_s: float) -> None:
-    """Block until the app is RUNNING; raise with the failing deployment's message otherwise."""
-    from ray import serve
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        app = serve.status().applications.get(APP_NAME)
-        if app is not None and app.status == "RUNNING":
-            return
-        if app is not None and app.status in ("DEPLOY_FAILED", "UNHEALTHY"):
-            failing = [f"{n}: {d.message}" for n, d in app.deployments.items() if d.message]
-            raise RuntimeError("; ".join(failing) or app.message or app.status)
-        time.sleep(1.0)
-    raise TimeoutError(f"the application did not start within {timeout_s:.0f}s")
+    overrides = {"generator": {"enabled": False}} if args.no_generator else None
+    return load_serve_config(args.config, args.index_dir, args.port, overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,24 +62,23 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     import ray
-    from ray.serve._private import api as serve_api  # the path `serve run config.yaml` takes
-    from ray.serve.schema import ServeDeploySchema
 
+    from deployments.launch import deploy, wait_ready, wait_running
     from utils.ray_runtime import init_ray
 
     init_ray(args.ray_address, num_cpus=8, namespace="serve", dashboard=True)
-    schema = ServeDeploySchema.model_validate(config)
-    client = serve_api.serve_start(http_options=schema.http_options.model_dump())
-    client.deploy_apps(schema, _blocking=False)
-    port = schema.http_options.port
-    print(f"deploying {APP_NAME} (first start loads the models: a minute or two)...", flush=True)
+    port = deploy(config)
+    base = f"http://127.0.0.1:{port}"
+    print(f"deploying {APP_NAME} (first start loads the models and warms the engine: a minute "
+          "or two)...", flush=True)  # fmt: skip
     try:
-        wait_running(args.startup_timeout)
+        started = time.monotonic()
+        wait_running(APP_NAME, args.startup_timeout)
+        wait_ready(base, max(60.0, args.startup_timeout - (time.monotonic() - started)))
     except (RuntimeError, TimeoutError) as exc:
         print(f"error: deployment failed: {str(exc).splitlines()[0][:500]}", file=sys.stderr)
         _shutdown()
         return 1
-    base = f"http://127.0.0.1:{port}"
     print(f"API        {base}  (search: {base}/search?query=..., ask: POST {base}/ask)")
     print(f"OpenAPI    {base}/docs")
     print(f"Readiness  {base}/readyz")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 # Imported at module level: the first import takes ~10 s, which must not land on a request.
 from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
-from deployments.protocols import Generation, GenerationDelta, Readiness
+from deployments.faults import remote_call
+from ragcore.protocols import Generation, GenerationDelta, Readiness
 from utils.settings import GeneratorSettings
 
 if TYPE_CHECKING:
@@ -34,15 +35,7 @@ def build_llm_config(settings: GeneratorSettings) -> LLMConfig:
         model_loading_config={"model_id": settings.model_id, "model_source": settings.model_source},
         engine_kwargs=dict(settings.engine_kwargs),
         placement_group_config={"bundles": [bundle]},
-        deployment_config={
-            "autoscaling_config": {
-                "min_replicas": settings.min_replicas,
-                "max_replicas": settings.max_replicas,
-                "target_ongoing_requests": 16,
-            },
-            "max_ongoing_requests": 64,
-            "health_check_timeout_s": 60,
-        },
+        deployment_config=settings.deployment.serve_options(),
         runtime_env={"env_vars": env_vars},
         log_engine_metrics=True,
     )
@@ -98,17 +91,19 @@ class ServeLLMGenerator:
             self._request(messages, max_tokens, stream=False)
         )
         try:
-            async for item in response:
-                data = item.model_dump() if hasattr(item, "model_dump") else item
-                if not isinstance(data, dict) or "choices" not in data:
-                    raise GeneratorError(f"engine error: {str(data)[:300]}")
-                usage = data.get("usage") or {}
-                return Generation(
-                    text=data["choices"][0]["message"]["content"] or "",
-                    prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0),
-                )
-            raise GeneratorError("engine returned no response")
+            async with remote_call("the generator"):
+                item = await anext(response)
+            data = item.model_dump() if hasattr(item, "model_dump") else item
+            if not isinstance(data, dict) or "choices" not in data:
+                raise GeneratorError(f"engine error: {str(data)[:300]}")
+            usage = data.get("usage") or {}
+            return Generation(
+                text=data["choices"][0]["message"]["content"] or "",
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
+            )
+        except StopAsyncIteration:
+            raise GeneratorError("engine returned no response") from None
         finally:
             response.cancel()  # a timeout or error must not leave vLLM generating
 
@@ -122,7 +117,7 @@ class ServeLLMGenerator:
             self._request(messages, max_tokens, stream=True)
         )
         try:
-            async for item in response:
+            async for item in _relayed(response, "the generator"):
                 for payload in _parse_sse_chunks(item):
                     if "choices" not in payload:
                         raise GeneratorError(f"engine error: {str(payload)[:300]}")
@@ -157,5 +152,17 @@ class ServeLLMGenerator:
 
     async def readiness(self) -> Readiness:
         """Ready once the engine answers a health check."""
-        await self.handle.check_health.remote()
+        async with remote_call("the generator"):
+            await self.handle.check_health.remote()
         return Readiness(True)
+
+
+async def _relayed(response: Any, what: str) -> AsyncIterator[Any]:
+    """Items of a streaming handle call, with Ray's failures translated."""
+    while True:
+        async with remote_call(what):
+            try:
+                item = await anext(response)
+            except StopAsyncIteration:
+                return
+        yield item

@@ -2,54 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
-LATENCY_BOUNDARIES_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
-                                      10000, 30000, 60000]  # fmt: skip
-STAGES = ("embed", "retrieve", "generate", "end_to_end")
-
-
-class MetricsSink(Protocol):
-    """What the plain service reports; `NullMetrics` for tests, `ServeMetrics` in Serve."""
-
-    def stage(self, stage: str, route: str, ms: float) -> None: ...
-
-    def request(self, route: str, status: int) -> None: ...
-
-    def tokens(self, prompt: int, completion: int) -> None: ...
-
-    def first_token(self, ms: float) -> None: ...
-
-    def per_output_token(self, ms: float) -> None: ...
-
-    def empty_retrieval(self, route: str) -> None: ...
-
-    def degraded(self, reason: str) -> None: ...
-
-
-class NullMetrics:
-    """Drops everything."""
-
-    def stage(self, stage: str, route: str, ms: float) -> None:
-        pass
-
-    def request(self, route: str, status: int) -> None:
-        pass
-
-    def tokens(self, prompt: int, completion: int) -> None:
-        pass
-
-    def first_token(self, ms: float) -> None:
-        pass
-
-    def per_output_token(self, ms: float) -> None:
-        pass
-
-    def empty_retrieval(self, route: str) -> None:
-        pass
-
-    def degraded(self, reason: str) -> None:
-        pass
+from ragcore.metrics import BATCH_BOUNDARIES, LATENCY_BOUNDARIES_MS
 
 
 class ServeMetrics:
@@ -85,6 +38,10 @@ class ServeMetrics:
             "rag_empty_retrievals", description="Queries that retrieved nothing.",
             tag_keys=("route",),
         )  # fmt: skip
+        self._batch = metrics.Histogram(
+            "rag_batch_size", description="Queries per micro-batch in a replica, by stage.",
+            boundaries=BATCH_BOUNDARIES, tag_keys=("stage",),
+        )  # fmt: skip
         self._degraded = metrics.Counter(
             "rag_degraded_answers", description="Answers served without generation.",
             tag_keys=("reason",),
@@ -113,3 +70,6 @@ class ServeMetrics:
 
     def degraded(self, reason: str) -> None:
         self._degraded.inc(1, tags={"reason": reason})
+
+    def batch(self, stage: str, size: int) -> None:
+        self._batch.observe(size, tags={"stage": stage})

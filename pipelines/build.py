@@ -6,16 +6,17 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipelines.checkpoint import CheckpointStore, model_key
 from pipelines.chunk import SectionChunker
 from pipelines.crawl import check_reachable, crawl
-from pipelines.documents import Page
 from pipelines.embed import EmbedStats, embed_chunks
 from pipelines.local_source import list_files, read_directory
-from pipelines.publish import publish
+from ragcore.documents import Page
+from ragcore.index_format import publish
 from utils.errors import InputError
 from utils.models import check_embedding_model
 from utils.settings import BuildSettings
@@ -93,11 +94,36 @@ def run_build(settings: BuildSettings) -> BuildSummary:
             f"the sources hold no readable text ({len(pages)} pages): nothing to index"
         )
 
+    published = index_pages(pages, settings, run_id)
+    stages.update(published.stage_seconds)
+    return BuildSummary(published.path, len(pages), sections, published.chunks,
+                        published.embed, stages)  # fmt: skip
+
+
+@dataclass
+class IndexedPages:
+    """What `index_pages` published."""
+
+    path: Path
+    chunks: int
+    embed: EmbedStats
+    stage_seconds: dict[str, float]
+
+
+def index_pages(
+    pages: list[Page],
+    settings: BuildSettings,
+    run_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> IndexedPages:
+    """Chunk -> embed (Ray actor pool, checkpointed) -> publish: the one path from pages to a
+    published version, used by the build job and by the evaluation harness. Ray must be up."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    stages: dict[str, float] = {}
     start = time.perf_counter()
     chunker = SectionChunker(settings.chunking)
     chunks = chunker.chunk_pages(pages)
     stages["chunk"] = time.perf_counter() - start
-
     store = CheckpointStore(
         settings.index_dir / CHECKPOINT_DIR,
         model_key(settings.embedding.model_name, settings.chunking.prepend_titles),
@@ -106,15 +132,9 @@ def run_build(settings: BuildSettings) -> BuildSummary:
         chunks, settings.embedding, settings.chunking.prepend_titles, store, run_id
     )
     stages["embed"] = embed_stats.seconds
-
     start = time.perf_counter()
     matrix = np.stack([vectors[c.id] for c in chunks])
-    path = publish(
-        chunks,
-        matrix,
-        settings,
-        num_documents=len(pages),
-        extra={"run_id": run_id, "chunker_fingerprint": chunker.fingerprint},
-    )
+    meta = {"run_id": run_id, "chunker_fingerprint": chunker.fingerprint, **(extra or {})}
+    path = publish(chunks, matrix, settings, num_documents=len(pages), extra=meta)
     stages["publish"] = time.perf_counter() - start
-    return BuildSummary(path, len(pages), sections, len(chunks), embed_stats, stages)
+    return IndexedPages(path, len(chunks), embed_stats, stages)

@@ -7,7 +7,7 @@ import json
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-from pipelines.documents import Chunk, Page, Section
+from ragcore.documents import Chunk, Page, Section
 from utils.settings import ChunkingSettings
 
 CHUNKER_VERSION = "1"

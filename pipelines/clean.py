@@ -10,7 +10,7 @@ from urllib.parse import urljoin
 
 from bs4 import BeautifulSoup, NavigableString, Tag
 
-from pipelines.documents import Section
+from ragcore.documents import Section
 from utils.urls import normalize_url
 
 # Chrome that carries no documentation content on any site we have seen.

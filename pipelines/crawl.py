@@ -18,7 +18,7 @@ import ray
 from tqdm import tqdm
 
 from pipelines.clean import html_to_sections
-from pipelines.documents import Page
+from ragcore.documents import Page
 from utils.errors import InputError
 from utils.settings import CrawlSettings
 from utils.urls import in_scope, normalize_url

@@ -11,36 +11,12 @@ import ray
 from tqdm import tqdm
 
 from pipelines.checkpoint import CheckpointStore, batch_key
-from pipelines.documents import Chunk
-from utils.models import load_sentence_transformer
+from ragcore.documents import Chunk
+from ragcore.embedding import SentenceEmbedder
 from utils.settings import EmbeddingSettings
 
 ACTOR_START_TIMEOUT_S = 600.0
 BATCH_TIMEOUT_S = 900.0
-
-
-class SentenceEmbedder:
-    """Plain (Ray-free) embedder: normalised float32 vectors for cosine via inner product."""
-
-    def __init__(self, model_name: str, device: str = "cpu", num_threads: int | None = None):
-        if num_threads:
-            import torch
-
-            torch.set_num_threads(num_threads)
-        self.model_name = model_name
-        self.model = load_sentence_transformer(model_name, device=device)
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
-
-    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Encode texts into an (n, dim) float32 array of unit vectors."""
-        vectors = self.model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
 
 
 @ray.remote

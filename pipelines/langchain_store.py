@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipelines.index_store import load_index
+from ragcore.index_format import load_index
 from utils.models import resolve_embedding_model
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from pipelines.clean import (
     rst_to_sections,
     text_to_sections,
 )
-from pipelines.documents import Page
+from ragcore.documents import Page
 from utils.errors import InputError
 
 SUFFIXES = (".html", ".htm", ".md", ".markdown", ".rst", ".txt")

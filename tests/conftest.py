@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,3 +22,26 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data {path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[int]:
+    """One real local Ray for the in-process integration tests; yields its metrics port."""
+    import ray
+
+    from tests.helpers import free_port
+    from utils.ray_runtime import init_ray
+
+    metrics_port = free_port()
+    init_ray(None, num_cpus=8, metrics_export_port=metrics_port)
+    yield metrics_port
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_docs_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The docs.ray.io mirror unpacked into one site root (skips when the data is absent)."""
+    from utils.static_site import unpack_ray_docs
+
+    archive = shared_path("ray-docs", "ray-docs-html.tar.gz")
+    return unpack_ray_docs(archive, tmp_path_factory.mktemp("ray-docs"))

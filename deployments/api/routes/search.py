@@ -1,0 +1,36 @@
+"""Hybrid search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from deployments.api.dependencies import RequestIdDep, ServiceDep
+from deployments.api.responses import BODY_ROUTE, QUERY_ROUTE
+from deployments.api.schemas import SearchRequest, SearchResponse, to_hit
+
+router = APIRouter(tags=["search"])
+
+
+async def _search(req: SearchRequest, service: ServiceDep, request_id: str) -> SearchResponse:
+    outcome = await service.search(req.query, req.k)
+    hits = [to_hit(h) for h in outcome.hits]
+    return SearchResponse(results=hits, message="" if hits else "no results",
+                          request_id=request_id)  # fmt: skip
+
+
+@router.get("/search", response_model=SearchResponse, summary="Hybrid search",
+            responses=QUERY_ROUTE)  # fmt: skip
+async def search_get(
+    params: Annotated[SearchRequest, Query()], service: ServiceDep, request_id: RequestIdDep
+) -> SearchResponse:
+    return await _search(params, service, request_id)
+
+
+@router.post("/search", response_model=SearchResponse, summary="Hybrid search (JSON body)",
+             responses=BODY_ROUTE)  # fmt: skip
+async def search_post(
+    req: SearchRequest, service: ServiceDep, request_id: RequestIdDep
+) -> SearchResponse:
+    return await _search(req, service, request_id)

@@ -1,0 +1,100 @@
+"""Deploy a Serve config and wait for it: the one helper that serve_index.py, demo.py, the
+benchmarks and the tests share. Ray must already be initialised for `deploy` and
+`wait_running`; `wait_ready` only needs HTTP."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from utils.settings import ServiceSettings
+
+APP_NAME = "rag"
+# A deployment can go DEPLOY_FAILED or UNHEALTHY for a moment while Serve replaces a replica
+# that died during start-up; only a failure that outlasts this grace period is final.
+FAILURE_GRACE_S = 60.0
+
+
+def load_serve_config(
+    path: Path,
+    index_dir: Path | None = None,
+    port: int | None = None,
+    app_args: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Serve config file with overrides laid over the `rag` app's args (validated by
+    ServiceSettings, so a bad value fails here with the field's name)."""
+    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    app = next(a for a in config["applications"] if a.get("name") == APP_NAME)
+    args = dict(app.get("args") or {})
+    if index_dir is not None:
+        args["index_dir"] = str(index_dir.resolve())
+    for key, value in (app_args or {}).items():
+        merged = {**args.get(key, {}), **value} if isinstance(value, dict) else value
+        args[key] = merged
+    ServiceSettings.model_validate(args)
+    app["args"] = args
+    if port is not None:
+        config.setdefault("http_options", {})["port"] = port
+    return config
+
+
+def deploy(config: dict[str, Any]) -> int:
+    """Start Serve with the config's HTTP options and deploy its apps without blocking (the
+    path `serve deploy` takes); returns the HTTP port."""
+    from ray.serve._private import api as serve_api
+    from ray.serve.schema import ServeDeploySchema
+
+    schema = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(http_options=schema.http_options.model_dump())
+    client.deploy_apps(schema, _blocking=False)
+    return int(schema.http_options.port)
+
+
+def wait_running(app_name: str = APP_NAME, timeout_s: float = 900.0) -> None:
+    """Block until the app is RUNNING. A failure status must persist for FAILURE_GRACE_S
+    before it counts (Serve replaces a dead replica in the meantime); then RuntimeError with
+    the failing deployments' messages. TimeoutError past `timeout_s`."""
+    from ray import serve
+
+    deadline = time.monotonic() + timeout_s
+    failing_since: float | None = None
+    while time.monotonic() < deadline:
+        app = serve.status().applications.get(app_name)
+        status = app.status if app is not None else None
+        if status == "RUNNING":
+            return
+        if app is not None and status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            failing_since = failing_since or time.monotonic()
+            if time.monotonic() - failing_since > FAILURE_GRACE_S:
+                messages = [f"{n}: {d.message}" for n, d in app.deployments.items() if d.message]
+                raise RuntimeError("; ".join(messages) or app.message or str(status))
+        else:
+            failing_since = None
+        time.sleep(1.0)
+    raise TimeoutError(f"application {app_name} did not start within {timeout_s:.0f}s")
+
+
+def wait_ready(
+    url: str, timeout_s: float = 900.0, proc: subprocess.Popen[Any] | None = None
+) -> httpx.Response:
+    """Poll `url`/readyz until it answers 200 (index loaded, generator warm); fail early if
+    `proc`, the server process, exits. Returns the 200 response."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode}")
+        try:
+            response = httpx.get(f"{url.rstrip('/')}/readyz", timeout=5)
+            if response.status_code == 200:
+                return response
+            last = response.text[:200]
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(1.0)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s (last: {last})")

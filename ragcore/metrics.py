@@ -1,0 +1,58 @@
+"""What the service measures, as a Protocol; deployments/metrics.py exports it to Prometheus."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+LATENCY_BOUNDARIES_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+                                      10000, 30000, 60000]  # fmt: skip
+BATCH_BOUNDARIES: list[float] = [1, 2, 4, 8, 16, 32, 64, 128]
+STAGES = ("embed", "retrieve", "generate", "end_to_end")
+
+
+class MetricsSink(Protocol):
+    """What the plain service reports; `NullMetrics` for tests, `ServeMetrics` in Serve."""
+
+    def stage(self, stage: str, route: str, ms: float) -> None: ...
+
+    def request(self, route: str, status: int) -> None: ...
+
+    def tokens(self, prompt: int, completion: int) -> None: ...
+
+    def first_token(self, ms: float) -> None: ...
+
+    def per_output_token(self, ms: float) -> None: ...
+
+    def empty_retrieval(self, route: str) -> None: ...
+
+    def degraded(self, reason: str) -> None: ...
+
+    def batch(self, stage: str, size: int) -> None: ...
+
+
+class NullMetrics:
+    """Drops everything."""
+
+    def stage(self, stage: str, route: str, ms: float) -> None:
+        pass
+
+    def request(self, route: str, status: int) -> None:
+        pass
+
+    def tokens(self, prompt: int, completion: int) -> None:
+        pass
+
+    def first_token(self, ms: float) -> None:
+        pass
+
+    def per_output_token(self, ms: float) -> None:
+        pass
+
+    def empty_retrieval(self, route: str) -> None:
+        pass
+
+    def degraded(self, reason: str) -> None:
+        pass
+
+    def batch(self, stage: str, size: int) -> None:
+        pass

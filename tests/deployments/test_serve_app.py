@@ -1,0 +1,348 @@
+"""The real Serve app: real Ray, the real embedder and FAISS index, real vLLM on SmolLM2.
+
+One app is deployed per module (vLLM's cold start dominates); it starts before any index exists
+so readiness is checked on both sides of the first publish.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import free_port, wait_for, write_corpus
+from utils.settings import BuildSettings, ServiceSettings
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+ZEBRA_PAGE = """# Zebra migrations
+
+## Winter routes
+
+Every winter, zebra herds cross the Mara river to reach fresh grazing in the south.
+
+## Predators
+
+Lions and crocodiles wait at the river crossings.
+"""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LiveApp:
+    url: str
+    metrics_url: str
+    index_dir: Path
+    corpus: Path
+    readyz_before_index: httpx.Response
+    search_before_index: httpx.Response
+
+
+def _readyz(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=10)
+    except httpx.HTTPError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iterator[LiveApp]:
+    from ray import serve
+
+    from deployments.app import build_app
+    from pipelines.build import run_build
+
+    metrics_port = ray_session
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    work = tmp_path_factory.mktemp("serve")
+    index_dir = work / "index"
+    corpus = write_corpus(work / "guides", pages=12)
+    (corpus / "zebra.md").write_text(ZEBRA_PAGE)
+    # Two Ingress replicas: the replica-loss test kills one while the other serves.
+    args = {"index_dir": str(index_dir), "index_poll_s": 0.5,
+            "ingress": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 1}},
+            "generator": {"max_tokens": 48, "timeout_s": 300}}  # fmt: skip
+    serve.run(build_app(args), name="rag", route_prefix="/", blocking=False)
+    url = f"http://127.0.0.1:{port}"
+    before = wait_for(lambda: _readyz(url), 900, "the app to answer /readyz", every=1.0)
+    search_before = httpx.get(f"{url}/search", params={"query": "autoscaling"}, timeout=30)
+    run_build(BuildSettings(sources=[str(corpus)], index_dir=index_dir))
+    wait_for(lambda: (r := _readyz(url)) is not None and r.status_code == 200, 900, "readiness")
+    yield LiveApp(url, f"http://127.0.0.1:{metrics_port}/metrics", index_dir, corpus, before,
+                  search_before)  # fmt: skip
+    serve.shutdown()
+
+
+def test_readyz_before_and_after_the_index_exists(live_app: LiveApp) -> None:
+    assert live_app.readyz_before_index.status_code == 503
+    assert "no index published" in live_app.readyz_before_index.json()["reason"]
+    assert live_app.search_before_index.status_code == 503
+    assert "build_index.py" in live_app.search_before_index.json()["message"]
+    ready = httpx.get(f"{live_app.url}/readyz", timeout=10).json()
+    assert ready["ready"] is True and ready["index_version"] and ready["generator"] == "ready"
+
+
+def test_search_returns_ranked_chunks_with_sources(live_app: LiveApp) -> None:
+    response = httpx.get(f"{live_app.url}/search",
+                         params={"query": "where do zebra herds go in winter", "k": 4},
+                         headers={"X-Request-ID": "it-search-1"}, timeout=30)  # fmt: skip
+    assert response.status_code == 200 and response.headers["x-request-id"] == "it-search-1"
+    body = response.json()
+    assert body["status"] == "ok" and len(body["results"]) == 4
+    assert body["results"][0]["source"] == "guides/zebra.md#winter-routes"
+    assert "Mara river" in body["results"][0]["content"]
+    scores = [hit["score"] for hit in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_validation_errors_are_422(live_app: LiveApp) -> None:
+    for params in ({"query": ""}, {"query": "x" * 10_000}, {"query": "x", "k": 51}):
+        response = httpx.get(f"{live_app.url}/search", params=params, timeout=30)
+        assert response.status_code == 422 and response.json()["status"] == "error"
+    blank = httpx.get(f"{live_app.url}/search", params={"query": "\n", "k": 27}, timeout=30)
+    assert blank.status_code == 422 and "whitespace" in blank.json()["message"]
+    bad_json = httpx.post(f"{live_app.url}/ask", content=b"{oops",
+                          headers={"content-type": "application/json"}, timeout=30)  # fmt: skip
+    assert bad_json.status_code == 400 and "Traceback" not in bad_json.text
+
+
+def test_ask_generates_with_real_vllm(live_app: LiveApp) -> None:
+    response = httpx.post(f"{live_app.url}/ask",
+                          json={"question": "What does guide 5 explain about batching?",
+                                "top_k": 3}, timeout=300)  # fmt: skip
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "ok", body
+    assert body["answer"].strip()
+    assert len(body["sources"]) == 3 and all(s["source"].startswith("guides/")
+                                             for s in body["sources"])  # fmt: skip
+    usage = body["tokens_used"]
+    assert usage["prompt"] > 50 and 0 < usage["completion"] <= 48
+    assert usage["total"] == usage["prompt"] + usage["completion"]
+
+
+def test_stream_delivers_tokens_before_the_end(live_app: LiveApp) -> None:
+    events: list[tuple[float, str, dict[str, Any]]] = []
+    with httpx.stream("POST", f"{live_app.url}/ask/stream",
+                      json={"question": "Explain replicas in guide 2", "top_k": 2},
+                      timeout=300) as response:  # fmt: skip
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((time.monotonic(), name, json.loads(line[5:])))
+    tokens = [e for e in events if e[1] == "token"]
+    done = [e for e in events if e[1] == "done"]
+    assert len(tokens) > 3 and len(done) == 1 and events[-1][1] == "done"
+    assert tokens[0][0] < done[0][0]  # the first token arrived before generation ended
+    assert done[0][2]["tokens_used"]["completion"] > 0 and done[0][2]["status"] == "ok"
+
+
+def test_client_disconnect_mid_stream_leaves_service_healthy(live_app: LiveApp) -> None:
+    with httpx.stream("POST", f"{live_app.url}/ask/stream",
+                      json={"question": "Write a long essay about guide 1", "top_k": 2,
+                            "max_tokens": 512}, timeout=300) as response:  # fmt: skip
+        for line in response.iter_lines():
+            if line.startswith("event: token"):
+                break  # closing the connection here cancels the generation
+    after = httpx.post(f"{live_app.url}/ask", json={"question": "guide 4?", "top_k": 1},
+                       timeout=300)  # fmt: skip
+    assert after.status_code == 200 and after.json()["status"] == "ok"
+
+
+def test_hot_index_swap_under_concurrent_queries(live_app: LiveApp) -> None:
+    from pipelines.build import run_build
+
+    old = httpx.get(f"{live_app.url}/readyz", timeout=10).json()["index_version"]
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not stop.is_set():
+                r = client.get(f"{live_app.url}/search", params={"query": "tracing", "k": 3})
+                statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        (live_app.corpus / "guide_new.md").write_text(
+            "# Flamingos\n\nFlamingos migrate to the salt lakes of the Altiplano in Bolivia."
+        )
+        run_build(BuildSettings(sources=[str(live_app.corpus)], index_dir=live_app.index_dir))
+        wait_for(lambda: httpx.get(f"{live_app.url}/readyz", timeout=10).json()
+                 .get("index_version") != old, 120, "the new version")  # fmt: skip
+        count = len(statuses)
+        wait_for(lambda: len(statuses) > count + 20, 120, "queries on the new version")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(statuses) > 40 and set(statuses) == {200}
+    hits = httpx.get(f"{live_app.url}/search", params={"query": "where do flamingos migrate"},
+                     timeout=30).json()["results"]  # fmt: skip
+    assert hits[0]["source"].startswith("guides/guide_new.md")
+
+
+def test_generator_failure_degrades_ask(live_app: LiveApp) -> None:
+    """A second ingress wired to an engine that fails: /ask degrades to sources, not a 500."""
+    from ray import serve
+
+    from deployments.app import build_app_from
+
+    @serve.deployment(name="BrokenLLM")
+    class BrokenLLM:
+        async def chat(self, request: Any) -> Any:
+            raise RuntimeError("engine crashed")
+            yield  # pragma: no cover - makes this an (async) generator method
+
+    settings = ServiceSettings(index_dir=live_app.index_dir, ingress={"num_replicas": 1},
+                               generator={"warmup_timeout_s": 3})  # fmt: skip
+    app = build_app_from(settings, generator=BrokenLLM.bind())  # type: ignore[attr-defined]
+    serve.run(app, name="broken", route_prefix="/broken", blocking=False)
+    url = f"{live_app.url}/broken"
+    wait_for(lambda: (r := _readyz(url)) is not None and r.status_code == 200, 300, "broken app")
+    response = httpx.post(f"{url}/ask", json={"question": "batching in guide 6"}, timeout=120)
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "degraded"
+    assert body["sources"] and "generator" in body["message"]
+    assert httpx.get(f"{url}/readyz", timeout=10).json()["generator"].startswith("unavailable")
+    serve.delete("broken")
+
+
+def test_metrics_endpoint_exposes_custom_metrics(live_app: LiveApp) -> None:
+    httpx.get(f"{live_app.url}/search", params={"query": "tracing"}, timeout=60)
+    with httpx.stream(
+        "POST", f"{live_app.url}/ask/stream", json={"question": "guide 7?", "top_k": 1}, timeout=300
+    ) as response:
+        list(response.iter_lines())  # fmt: skip
+    wanted = ["ray_rag_stage_latency_ms", "ray_rag_requests", "ray_rag_prompt_tokens",
+              "ray_rag_completion_tokens", "ray_rag_time_to_first_token_ms",
+              "ray_rag_time_per_output_token_ms"]  # fmt: skip
+    missing: list[str] = list(wanted)
+
+    def scrape() -> bool:
+        try:
+            text = httpx.get(live_app.metrics_url, timeout=10).text
+        except httpx.HTTPError:
+            return False
+        missing[:] = [name for name in wanted if name not in text]
+        return not missing
+
+    try:
+        wait_for(scrape, 180, "custom metrics on Ray's Prometheus endpoint", every=3.0)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; missing {missing}") from None
+    text = httpx.get(live_app.metrics_url, timeout=10).text
+    assert 'stage="embed"' in text and 'stage="generate"' in text
+
+
+def test_openai_compatible_chat_completions(live_app: LiveApp) -> None:
+    body = {"model": "smollm2-135m-instruct", "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Say hello."}]}  # fmt: skip
+    response = httpx.post(f"{live_app.url}/v1/chat/completions", json=body, timeout=300)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["choices"][0]["message"]["content"] and data["usage"]["completion_tokens"] > 0
+    with httpx.stream("POST", f"{live_app.url}/v1/chat/completions",
+                      json={**body, "stream": True}, timeout=300) as streamed:  # fmt: skip
+        lines = [line for line in streamed.iter_lines() if line.startswith("data:")]
+    assert len(lines) > 1 and lines[-1] == "data: [DONE]"
+    bad = httpx.post(f"{live_app.url}/v1/chat/completions", json={"messages": "x"}, timeout=60)
+    assert bad.status_code == 422 and "Traceback" not in bad.text
+
+
+@dataclass
+class LoadResult:
+    requests: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    failed_attempts: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _closed_loop(url: str, stop: threading.Event, result: LoadResult, attempts: int = 6) -> None:
+    """One client: /search in a loop; a failed attempt is retried after a short back-off."""
+    with httpx.Client(timeout=60) as client:
+        while not stop.is_set():
+            result.requests += 1
+            for attempt in range(attempts):
+                try:
+                    response = client.get(f"{url}/search", params={"query": "tracing", "k": 3})
+                    status, text = response.status_code, response.text[:200]
+                except httpx.TransportError as exc:
+                    status, text = 0, type(exc).__name__
+                if status == 200:
+                    result.succeeded += 1
+                    result.retried += attempt > 0
+                    break
+                result.failed_attempts.append((status, text))
+                time.sleep(0.2 * (attempt + 1))
+
+
+def _alive_replicas(deployment: str) -> set[str]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
+    return {
+        a.name for a in actors if a.name and a.name.startswith(f"SERVE_REPLICA::rag#{deployment}#")
+    }
+
+
+def _kill_engine_process() -> int:
+    """SIGKILL vLLM's engine core process (the generator's compute); returns its pid."""
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        if "EngineCore" in (proc.info["name"] or "") or "EngineCore" in " ".join(
+            proc.info["cmdline"] or []
+        ):
+            proc.kill()
+            return int(proc.info["pid"])
+    raise AssertionError("no vLLM EngineCore process found")
+
+
+def test_replica_loss_under_load_keeps_answering(live_app: LiveApp) -> None:
+    """Closed-loop /search at concurrency 8 while an Ingress replica is killed, then the
+    generator's engine process: >= 99.9% of requests succeed (retries count), every failed
+    attempt is a quick 503 with a reason, and the controller restores each replica."""
+    import ray
+
+    result, stop = LoadResult(), threading.Event()
+    clients = [threading.Thread(target=_closed_loop, args=(live_app.url, stop, result))
+               for _ in range(8)]  # fmt: skip
+    for client in clients:
+        client.start()
+    try:
+        wait_for(lambda: result.succeeded > 50, 120, "load to run")
+        before = _alive_replicas("Ingress")
+        assert len(before) == 2
+        victim = sorted(before)[0]
+        ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+        wait_for(lambda: len((now := _alive_replicas("Ingress")) - before) == 1 and len(now) == 2,
+                 300, "the controller to replace the Ingress replica", every=1.0)  # fmt: skip
+        _kill_engine_process()
+        wait_for(lambda: (r := _readyz(live_app.url)) is not None and r.status_code == 200
+                 and r.json().get("generator") == "ready", 600, "the generator to come back",
+                 every=2.0)  # fmt: skip
+        asked = httpx.post(f"{live_app.url}/ask", json={"question": "guide 3?", "top_k": 1},
+                           timeout=300)  # fmt: skip
+        assert asked.status_code == 200 and asked.json()["status"] == "ok"
+        count = result.requests
+        wait_for(lambda: result.requests > count + 50, 120, "load after the kills")
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=120)
+    share = result.succeeded / result.requests
+    assert share >= 0.999, f"{result.succeeded}/{result.requests} succeeded"
+    for status, text in result.failed_attempts:
+        assert status == 503 and text, (status, text)

@@ -1,0 +1,159 @@
+"""Test helpers, in one place: fast in-process stand-ins (the integration tests run the real
+parts), corpora, ports and condition waits."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.chunk import SectionChunker
+from ragcore.documents import Page, Section
+from ragcore.index_format import publish
+from ragcore.index_manager import IndexManager
+from ragcore.protocols import Generation, GenerationDelta, Readiness
+from ragcore.search import SearchEngine
+from ragcore.service import RAGService
+from utils.settings import BuildSettings, ChunkingSettings, ServiceSettings
+
+DIM = 32
+MODEL = "all-MiniLM-L6-v2"
+
+
+def hash_vector(text: str) -> np.ndarray:
+    """A deterministic unit vector from the words of `text` (bag of hashed words)."""
+    vector = np.zeros(DIM, dtype=np.float32)
+    for word in text.lower().split():
+        vector[int(hashlib.md5(word.encode()).hexdigest(), 16) % DIM] += 1.0
+    norm = np.linalg.norm(vector)
+    return vector / norm if norm else vector
+
+
+class HashEmbedder:
+    """`QueryEmbedder` with hashed bag-of-words vectors, claiming to be the index's model."""
+
+    def __init__(self, model: str = MODEL) -> None:
+        self.model_name = model
+        self.batches: list[int] = []
+
+    async def embed_many(self, texts: list[str]) -> np.ndarray:
+        self.batches.append(len(texts))
+        return np.stack([hash_vector(t) for t in texts])
+
+
+class ScriptedGenerator:
+    """`Generator` that answers with a fixed text, or fails, as the test asks."""
+
+    def __init__(self, text: str = "Use autoscaling_config [1].", fail: bool = False) -> None:
+        self.text = text
+        self.fail = fail
+        self.closed = False
+        self.last_messages: list[dict[str, str]] = []
+
+    async def generate(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+        self.last_messages = messages
+        if self.fail:
+            raise ConnectionError("engine down")
+        return Generation(self.text, prompt_tokens=100, completion_tokens=7)
+
+    async def stream(
+        self, messages: list[dict[str, str]], max_tokens: int
+    ) -> AsyncIterator[GenerationDelta]:
+        try:
+            for word in self.text.split(" "):
+                yield GenerationDelta(word + " ")
+            yield GenerationDelta("", prompt_tokens=100, completion_tokens=7)
+        finally:
+            self.closed = True
+
+    async def readiness(self) -> Readiness:
+        return Readiness(not self.fail, "engine down" if self.fail else "")
+
+    async def openai_chat(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """A minimal OpenAI chat endpoint: ValueError for a body without a messages list."""
+        if not isinstance(payload.get("messages"), list):
+            raise ValueError("messages: a list of {role, content} objects is required")
+        usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+        yield {
+            "object": "chat.completion",
+            "usage": usage,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": self.text}}],
+        }
+
+
+PAGES = {
+    "autoscaling": "Serve autoscaling_config scales replicas with target_ongoing_requests.",
+    "batching": "Use serve.batch to batch requests in a deployment for throughput.",
+    "handles": "A DeploymentHandle calls another deployment from Python code.",
+}
+
+
+def publish_tiny_index(index_dir: Path, model: str = MODEL) -> str:
+    """Publish a three-page index with hashed vectors; returns the version."""
+    pages = [
+        Page(f"docs/{name}.md", name.title(), [Section(f"docs/{name}.md", name.title(), name,
+                                                       name.title(), text)])
+        for name, text in PAGES.items()
+    ]  # fmt: skip
+    chunking = ChunkingSettings()
+    chunks = SectionChunker(chunking).chunk_pages(pages)
+    vectors = np.stack([hash_vector(c.embed_text(True)) for c in chunks])
+    settings = BuildSettings(sources=["docs"], index_dir=index_dir, chunking=chunking,
+                             embedding={"model_name": model})  # fmt: skip
+    return publish(chunks, vectors, settings, num_documents=len(pages)).name
+
+
+def make_service(
+    index_dir: Path, llm: ScriptedGenerator | None, **overrides: Any
+) -> tuple[RAGService, IndexManager]:
+    """A RAGService over the real index manager and search engine, with a hashed embedder;
+    the index is loaded and the generator is not warmed up (warm-up tests set it)."""
+    overrides.setdefault("generator", {"warmup_timeout_s": 0})
+    settings = ServiceSettings(index_dir=index_dir, **overrides)
+    manager = IndexManager(settings)
+    manager.refresh()
+    engine = SearchEngine(HashEmbedder(), manager, settings.search_batch_size,
+                          settings.call_timeout_s)  # fmt: skip
+    return RAGService(engine, llm, settings), manager
+
+
+TOPICS = ["autoscaling", "batching", "replicas", "ingress", "placement", "checkpoints",
+          "streaming", "metrics", "tracing", "deployments", "handles", "actors"]  # fmt: skip
+
+
+def write_corpus(root: Path, pages: int, sections: int = 6) -> Path:
+    """Markdown pages with distinct sections, enough text to need many embedding batches."""
+    root.mkdir(parents=True, exist_ok=True)
+    for p in range(pages):
+        lines = [f"# Guide {p}: {TOPICS[p % len(TOPICS)]}", f"Overview of guide {p}."]
+        for s in range(sections):
+            topic = TOPICS[(p + s) % len(TOPICS)]
+            lines.append(f"## Section {s} on {topic}")
+            lines.append(f"Page {p} section {s} explains {topic} in Ray Serve. " * 3)
+        (root / f"guide_{p:03d}.md").write_text("\n\n".join(lines))
+    return root
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
+    """Poll `condition` until it returns something truthy (returned); AssertionError past
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)

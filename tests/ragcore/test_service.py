@@ -1,0 +1,62 @@
+"""The plain RAGService: domain objects out, generation closed when the reader stops."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ragcore.protocols import Answer, AnswerDone, AnswerToken, GenerationDelta
+from ragcore.service import RAGService
+from tests.helpers import ScriptedGenerator, make_service, publish_tiny_index
+
+
+async def _first_token_then_close(service: RAGService) -> None:
+    events = service.ask_stream("batching", 2, None)
+    assert isinstance(await anext(events), AnswerToken)
+    await events.aclose()  # what the SSE response does when the client goes away
+
+
+def test_closing_the_stream_early_closes_the_generation(tmp_path: Path) -> None:
+    class SlowWords(ScriptedGenerator):
+        async def stream(self, messages, max_tokens):  # type: ignore[no-untyped-def]
+            try:
+                for i in range(1000):
+                    yield GenerationDelta(f"w{i} ")
+            finally:
+                self.closed = True
+
+    publish_tiny_index(tmp_path)
+    generator = SlowWords()
+    service, _ = make_service(tmp_path, generator)
+    asyncio.run(_first_token_then_close(service))
+    assert generator.closed
+
+
+def test_ask_returns_a_domain_answer(tmp_path: Path) -> None:
+    publish_tiny_index(tmp_path)
+    service, _ = make_service(tmp_path, ScriptedGenerator())
+    answer = asyncio.run(service.ask("How do I batch requests?", 2, None))
+    assert isinstance(answer, Answer) and answer.status == "ok"
+    assert answer.usage.total == 107 and len(answer.sources) == 2
+
+
+def test_stream_ends_with_the_whole_answer(tmp_path: Path) -> None:
+    publish_tiny_index(tmp_path)
+    service, _ = make_service(tmp_path, ScriptedGenerator("Batch with serve.batch [1]."))
+
+    async def collect() -> list[object]:
+        return [event async for event in service.ask_stream("batching", 2, None)]
+
+    events = asyncio.run(collect())
+    done = events[-1]
+    assert isinstance(done, AnswerDone) and done.answer.text == "Batch with serve.batch [1]."
+    assert all(isinstance(e, AnswerToken) for e in events[:-1])
+
+
+def test_warm_up_gives_up_after_its_timeout_and_the_service_goes_ready(tmp_path: Path) -> None:
+    publish_tiny_index(tmp_path)
+    service, _ = make_service(tmp_path, ScriptedGenerator(fail=True),
+                              generator={"warmup_timeout_s": 0.01})  # fmt: skip
+    asyncio.run(service.warm_up())
+    state = asyncio.run(service.readiness())
+    assert state.ready and state.details["generator"].startswith("unavailable")

@@ -1,0 +1,26 @@
+"""One settings model: env and args merge for the service; deployment options validated."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from utils.settings import DeploymentOptions, Settings, service_settings
+
+
+def test_service_settings_layer_args_over_rag_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_SERVICE__RETRIEVAL__TOP_K", "7")
+    monkeypatch.setenv("RAG_SERVICE__RETRIEVAL__RRF_K", "30")
+    settings = service_settings({"retrieval": {"rrf_k": 20}})
+    assert settings.retrieval.top_k == 7 and settings.retrieval.rrf_k == 20
+    # the harness reads the very same environment
+    assert Settings().service.retrieval.top_k == 7
+
+
+def test_deployment_options_are_serve_keyword_arguments() -> None:
+    options = DeploymentOptions(num_replicas=2, ray_actor_options={"num_cpus": 1})
+    assert options.serve_options() == {"num_replicas": 2, "ray_actor_options": {"num_cpus": 1}}
+    with pytest.raises(ValidationError, match="not both"):
+        DeploymentOptions(num_replicas=2, autoscaling_config={"min_replicas": 1})
+    with pytest.raises(ValidationError):
+        DeploymentOptions(max_ongoing_request=3)  # type: ignore[call-arg]
