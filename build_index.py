@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         dest="sources",
         metavar="SRC",
-        help="http(s) URL to crawl or local directory (repeatable); default: the project's user guide, guide/",
+        help="http(s) URL to crawl or local directory (repeatable); default: guide/",
     )
     parser.add_argument("--index-dir", type=Path, help="where index versions are published")
     parser.add_argument("--max-depth", type=int, help="link hops from each seed URL")
