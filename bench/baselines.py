@@ -2,7 +2,7 @@
 
 * `create_plain_app`: one process, FastAPI + FAISS + sentence-transformers, one query embedded
   per request. Run it with
-  `python -m bench.baselines --index-dir DIR --version V --port P`.
+  `python -m bench.baselines --index-dir DIR --version V --model M --port P`.
 * `build_book_app`: the book's single Ray Serve deployment; it loads the model and the FAISS
   index itself and embeds one query per request, then searches (Serve defaults otherwise).
 * `transformers_generate`: the generator model through a plain transformers `generate` loop,
@@ -15,7 +15,6 @@ the BM25 leg and reciprocal rank fusion on every query, so it does more work per
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -26,14 +25,9 @@ import numpy as np
 from fastapi import FastAPI
 from ray import serve
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from pipelines.index_store import load_index  # noqa: E402
-from utils.models import load_sentence_transformer  # noqa: E402
+from bench import common  # noqa: F401  (the shared environment, before any model loads)
+from ragcore.index_format import load_index
+from utils.models import load_sentence_transformer
 
 if TYPE_CHECKING:
     from ray.serve.deployment import Application
@@ -68,7 +62,9 @@ def create_plain_app(index_dir: Path, version: str, model_name: str) -> FastAPI:
     app = FastAPI(title="plain-search")
 
     @app.get("/healthz")
+    @app.get("/readyz")
     def healthz() -> dict[str, str]:
+        """Up means ready: the model and the index load before the server starts."""
         return {"status": "ok"}
 
     @app.get("/search")

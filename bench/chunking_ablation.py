@@ -12,6 +12,7 @@ Embedding ~25k chunks per configuration takes about half an hour on 2 CPU cores,
 embedding can be done elsewhere: `--export-texts DIR` writes each configuration's chunk texts
 and stops; `python bench/embed_texts.py` turns them into vectors on a GPU machine; `--vectors DIR`
 then reads those instead of embedding here. Query embeddings are always computed here.
+Results go to bench/results/chunking_ablation.json and their section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -19,35 +20,44 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import pickle
 import sys
 from pathlib import Path
+from typing import Any
 
+try:
+    from bench import common
+except ModuleNotFoundError:  # `python bench/x.py` puts only bench/ on sys.path
+    import common  # type: ignore[no-redef]
+
+import faiss
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from bench.report import table, table_lines
+from evaluation.retrieval import (
+    BeirData,
+    QAItem,
+    Searcher,
+    beir_pages,
+    load_beir,
+    load_qa,
+    score_beir,
+    score_qa,
+)
+from pipelines.chunk import SectionChunker
+from pipelines.crawl import crawl
+from ragcore.documents import Chunk, Page
+from ragcore.embedding import SentenceEmbedder
+from ragcore.index_format import PublishedIndex
+from ragcore.retrieval import Mode
+from utils.ray_runtime import init_ray
+from utils.settings import ChunkingSettings, CrawlSettings, EmbeddingSettings, RetrievalSettings
+from utils.static_site import StaticSite, ray_docs_seeds, unpack_ray_docs
 
-import faiss  # noqa: E402
-
-from bench.report import write_section  # noqa: E402
-from pipelines.chunk import SectionChunker  # noqa: E402
-from pipelines.crawl import crawl  # noqa: E402
-from pipelines.documents import Chunk, Page  # noqa: E402
-from pipelines.embed import SentenceEmbedder  # noqa: E402
-from pipelines.evaluation import Searcher, beir_pages, load_beir, load_qa, score_beir, score_qa  # noqa: E402
-from pipelines.index_store import PublishedIndex  # noqa: E402
-from utils.ray_runtime import init_ray  # noqa: E402
-from utils.settings import ChunkingSettings, CrawlSettings, EmbeddingSettings, RetrievalSettings  # noqa: E402
-from utils.static_site import StaticSite, ray_docs_seeds, unpack_ray_docs  # noqa: E402
-
-DATA = ROOT.parent / "shared" / "data"
+TITLE = "Retrieval quality: chunk size and titles"
 DEFAULT_CONFIGS = ["200:25:1", "300:50:1", "400:50:1", "400:0:1", "500:50:1", "600:75:1"]
 DEFAULT_CONFIGS += ["800:100:1", "800:100:0", "1200:150:1", "2000:200:1"]
-MODES = ("dense", "lexical", "hybrid")
+MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
 
 
 def parse(spec: str) -> ChunkingSettings:
@@ -59,6 +69,7 @@ def parse(spec: str) -> ChunkingSettings:
 
 
 def label(c: ChunkingSettings) -> str:
+    """The configuration's file-name label, e.g. c400-o50-t1."""
     return f"c{c.chunk_size}-o{c.chunk_overlap}-t{int(c.prepend_titles)}"
 
 
@@ -67,7 +78,7 @@ def mirror_pages(work: Path) -> list[Page]:
     cache = work / "ray-pages.pkl"
     if cache.exists():
         return list(pickle.loads(cache.read_bytes()))
-    site = unpack_ray_docs(DATA / "ray-docs" / "ray-docs-html.tar.gz", work / "site")
+    site = unpack_ray_docs(common.RAY_DOCS_ARCHIVE, work / "site")
     init_ray(None, num_cpus=8)
     with StaticSite(site) as server:
         seeds = ray_docs_seeds(server.url, work / "site")
@@ -95,6 +106,7 @@ def vectors_for(
 def searcher_for(
     chunks: list[Chunk], matrix: np.ndarray, c: ChunkingSettings, embedder: SentenceEmbedder
 ) -> Searcher:
+    """The service's retrieval over these chunks and vectors, with the retrieval defaults."""
     index = faiss.IndexFlatIP(matrix.shape[1])
     index.add(matrix)
     manifest = {
@@ -106,7 +118,8 @@ def searcher_for(
     return Searcher(published, RetrievalSettings(), embedder=embedder)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """Command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/rag-chunking"))
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS)
@@ -114,14 +127,70 @@ def main() -> int:
     parser.add_argument("--device", default="cpu", help="where chunks are embedded here")
     parser.add_argument("--export-texts", type=Path, help="write chunk texts here and stop")
     parser.add_argument("--vectors", type=Path, help="precomputed vectors (bench/embed_texts.py)")
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args()
-    if not (DATA / "ray-docs" / "qa-dev.jsonl").exists():
-        print(f"skipped: {DATA / 'ray-docs'} is not present", file=sys.stderr)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    return parser.parse_args()
+
+
+def export_texts(chunked: dict[tuple[str, str], list[Chunk]], out: Path) -> None:
+    """Each configuration's embedded texts as OUT/<corpus>-<label>.json.gz."""
+    out.mkdir(parents=True, exist_ok=True)
+    for (corpus, name), chunks in chunked.items():
+        titles = name.endswith("t1")
+        with gzip.open(out / f"{corpus}-{name}.json.gz", "wt") as handle:
+            json.dump([c.embed_text(titles) for c in chunks], handle)
+        print(f"{corpus}-{name}: {len(chunks)} chunks", flush=True)
+
+
+def scores(
+    searcher: Searcher, corpus: str, qa: list[QAItem], scifact: BeirData | None
+) -> dict[str, float]:
+    """One configuration's cells: Ray page hit@k and MRR, or SciFact nDCG@10, per mode."""
+    row: dict[str, float] = {}
+    for mode in MODES:
+        if corpus == "ray":
+            m = score_qa(searcher, qa, [1, 5, 10], mode)[0]
+            row[f"ray {mode}"] = m["page_hit@5"]
+            if mode == "hybrid":
+                row.update(h1=m["page_hit@1"], h10=m["page_hit@10"], mrr=m["mrr"])
+        elif scifact is not None:
+            row[f"sci {mode}"] = score_beir(searcher, scifact, mode)["ndcg@10"]
+    return row
+
+
+COLUMNS = ["chunks", "ray dense", "ray lexical", "ray hybrid", "h1", "h10", "mrr", "sci dense",
+           "sci lexical", "sci hybrid"]  # fmt: skip
+HEADERS = ["chunks chars/overlap, titles", "Ray chunks", "Ray hit@5 dense", "lexical", "hybrid",
+           "hybrid hit@1", "hybrid hit@10", "hybrid MRR", "SciFact nDCG@10 dense", "lexical",
+           "hybrid"]  # fmt: skip
+INTRO = (
+    "`python bench/chunking_ablation.py`: one crawl of the docs.ray.io mirror (2,860 "
+    "pages, no `_modules/` listings) and the SciFact corpus, re-chunked per row, embedded "
+    "with all-MiniLM-L6-v2 and scored with the service's retrieval defaults (hybrid RRF "
+    "k 10, one chunk per page, page bonus 0.2). Ray columns: page hit@k on the 213 dev "
+    "questions (one question is 0.005; the standard error of a hit@5 near 0.6 is about "
+    "0.03). SciFact: nDCG@10 over the 809 training claims."
+)
+
+
+def results_table(rows: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """One row per chunking, Ray and SciFact columns side by side."""
+    body = []
+    for name, row in rows.items():
+        size, overlap, titles = name[1:].split("-")
+        title = f"{size}/{overlap[1:]}, {'titles' if titles == 't1' else 'no titles'}"
+        body.append([title, *(row.get(k) for k in COLUMNS)])
+    return table(HEADERS, body, "l" + "r" * len(COLUMNS), [None, "d"] + [".3f"] * 9)
+
+
+def main() -> int:
+    """Chunk every configuration, embed (or read vectors), score, write the results."""
+    args = parse_args()
+    if not common.QA_FILE.exists():
+        print(f"skipped: {common.QA_FILE.parent} is not present", file=sys.stderr)
         return 0
     args.work_dir.mkdir(parents=True, exist_ok=True)
     corpora = {"ray": mirror_pages(args.work_dir)}
-    scifact = load_beir(DATA / "scifact", "train") if (DATA / "scifact").exists() else None
+    scifact = load_beir(common.SCIFACT, "train") if common.SCIFACT.exists() else None
     if scifact is not None:
         corpora["scifact"] = beir_pages(scifact.corpus)
     plan = [("ray", parse(s)) for s in args.configs]
@@ -130,55 +199,24 @@ def main() -> int:
         (corpus, label(c)): SectionChunker(c).chunk_pages(corpora[corpus]) for corpus, c in plan
     }
     if args.export_texts:
-        args.export_texts.mkdir(parents=True, exist_ok=True)
-        for (corpus, name), chunks in chunked.items():
-            titles = name.endswith("t1")
-            with gzip.open(args.export_texts / f"{corpus}-{name}.json.gz", "wt") as handle:
-                json.dump([c.embed_text(titles) for c in chunks], handle)
-            print(f"{corpus}-{name}: {len(chunks)} chunks", flush=True)
+        export_texts(chunked, args.export_texts)
         return 0
     embedder = SentenceEmbedder(EmbeddingSettings().model_name, device=args.device)
-    qa = load_qa(DATA / "ray-docs" / "qa-dev.jsonl")
-    rows: dict[str, dict[str, str]] = {}
+    qa = load_qa(common.QA_FILE)
+    rows: dict[str, dict[str, float]] = {}
     for corpus, c in plan:
         name = label(c)
         chunks = chunked[(corpus, name)]
         texts = [ch.embed_text(c.prepend_titles) for ch in chunks]
         matrix = vectors_for(f"{corpus}-{name}", texts, args.vectors, embedder)
-        searcher = searcher_for(chunks, matrix, c, embedder)
-        row = rows.setdefault(name, {"chunks": str(len(chunks))} if corpus == "ray" else {})
-        for mode in MODES:
-            if corpus == "ray":
-                m = score_qa(searcher, qa, [1, 5, 10], mode)[0]
-                row[f"ray {mode}"] = f"{m['page_hit@5']:.3f}"
-                if mode == "hybrid":
-                    row.update(h1=f"{m['page_hit@1']:.3f}", h10=f"{m['page_hit@10']:.3f}")
-                    row["mrr"] = f"{m['mrr']:.3f}"
-            elif scifact is not None:
-                row[f"sci {mode}"] = f"{score_beir(searcher, scifact, mode)['ndcg@10']:.3f}"
+        row = rows.setdefault(name, {"chunks": len(chunks)} if corpus == "ray" else {})
+        row.update(scores(searcher_for(chunks, matrix, c, embedder), corpus, qa, scifact))
         print(name, corpus, row, flush=True)
-    columns = ["chunks", "ray dense", "ray lexical", "ray hybrid", "h1", "h10", "mrr"]
-    columns += ["sci dense", "sci lexical", "sci hybrid"]
-    lines = [
-        "| chunks chars/overlap, titles | Ray chunks | Ray hit@5 dense | lexical | hybrid "
-        "| hybrid hit@1 | hybrid hit@10 | hybrid MRR | SciFact nDCG@10 dense | lexical | hybrid |",
-        "| --- |" + " ---: |" * len(columns),
-    ]
-    for name, row in rows.items():
-        size, overlap, titles = name[1:].split("-")
-        title = f"{size}/{overlap[1:]}, {'titles' if titles == 't1' else 'no titles'}"
-        lines.append(f"| {title} | " + " | ".join(row.get(k, "") for k in columns) + " |")
-    print("\n".join(lines))
+    block = results_table(rows)
+    print("\n".join(table_lines(block)))
     if not args.no_write:
-        intro = (
-            "`python bench/chunking_ablation.py`: one crawl of the docs.ray.io mirror (2,860 "
-            "pages, no `_modules/` listings) and the SciFact corpus, re-chunked per row, embedded "
-            "with all-MiniLM-L6-v2 and scored with the service's retrieval defaults (hybrid RRF "
-            "k 10, one chunk per page, page bonus 0.2). Ray columns: page hit@k on the 213 dev "
-            "questions (one question is 0.005; the standard error of a hit@5 near 0.6 is about "
-            "0.03). SciFact: nDCG@10 over the 809 training claims."
-        )
-        write_section("Retrieval quality: chunk size and titles", intro, lines)
+        payload = {"title": TITLE, "intro": INTRO, "body": [block], "data": rows}
+        common.write_results("chunking_ablation", payload)
     return 0
 
 

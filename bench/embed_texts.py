@@ -2,10 +2,12 @@
 
     python bench/embed_texts.py --model DIR --texts DIR --out DIR [--device cuda] NAME...
 
-Needs only torch and transformers. Reads TEXTS/NAME.json.gz (a JSON list of strings) and writes
-OUT/NAME.pN.npy parts (float16, 16,000 rows each, in input order): all-MiniLM-L6-v2's own
-recipe (mean pooling over the attention mask, max 256 tokens, L2 normalisation), so the vectors
-match sentence-transformers' (cosine >= 0.9999 checked against the CPU build's vectors).
+Needs only torch and transformers (and this bench/ folder). Reads TEXTS/NAME.json.gz (a JSON
+list of strings) and writes OUT/NAME.pN.npy parts (float16, 16,000 rows each, in input order):
+all-MiniLM-L6-v2's own recipe (mean pooling over the attention mask, max 256 tokens, L2
+normalisation), so the vectors match sentence-transformers' (cosine >= 0.9999 checked against
+the CPU build's vectors).
+Timings go to bench/results/embed_texts.json (no section in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ import gzip
 import json
 import time
 from pathlib import Path
+from typing import Any
+
+try:
+    from bench import common
+except ModuleNotFoundError:  # `python bench/x.py` puts only bench/ on sys.path
+    import common  # type: ignore[no-redef]
 
 import numpy as np
 import torch
@@ -45,16 +53,19 @@ def embed(texts: list[str], tokenizer, model, device: str, batch: int = 256) -> 
 
 
 def main() -> int:
+    """Embed each NAME's texts, write the vector parts and the timings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="the model's HF directory")
     parser.add_argument("--texts", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("names", nargs="+")
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = AutoModel.from_pretrained(args.model, dtype=torch.float32).to(args.device).eval()
     args.out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, dict[str, Any]] = {}
     for name in args.names:
         with gzip.open(args.texts / f"{name}.json.gz", "rt", encoding="utf-8") as handle:
             texts = json.load(handle)
@@ -63,7 +74,17 @@ def main() -> int:
         for part, start in enumerate(range(0, len(vectors), PART_ROWS)):
             chunk = vectors[start : start + PART_ROWS].astype(np.float16)
             np.save(args.out / f"{name}.p{part}.npy", chunk)
-        print(f"{name}: {len(texts)} texts in {time.perf_counter() - started:.1f} s", flush=True)
+        seconds = time.perf_counter() - started
+        timings[name] = {
+            "texts": len(texts),
+            "seconds": seconds,
+            "texts_per_s": len(texts) / seconds,
+        }
+        print(f"{name}: {len(texts)} texts in {seconds:.1f} s", flush=True)
+    if not args.no_write:
+        device = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
+        payload = {"device": device, "model": str(args.model), "timings": timings}
+        common.write_results("embed_texts", payload)
     return 0
 
 

@@ -5,102 +5,66 @@
 
 Build-time levers (chunk size/overlap, titles) need one index per configuration: each is built
 once under --work-dir with the real build job (the Ray docs mirror crawled over loopback HTTP;
-SciFact through the BEIR path of pipelines/evaluation.py) and reused on later runs. Retrieval-time
-levers (RRF constant, leg weights, candidate depth, per-page cap, BM25 tokenisation and
-parameters, query normalisation) are swept on the default-chunking index, one lever at a time
-from the current defaults. Slow: each new chunk configuration embeds both corpora again.
+SciFact through the BEIR path of evaluation/retrieval.py) and reused on later runs.
+Retrieval-time levers (RRF constant, leg weights, candidate depth, per-page cap, dedupe, page
+bonus, BM25 parameters, query normalisation) are swept on the default-chunking index, one lever
+at a time from the current defaults: each row builds the service's retriever with that row's
+`RetrievalSettings`, the query vectors shared between rows. Slow: each new chunk configuration
+embeds both corpora again. Results go to bench/results/retrieval_ablation.json and the
+"Retrieval quality" section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+try:
+    from bench import common
+except ModuleNotFoundError:  # `python bench/x.py` puts only bench/ on sys.path
+    import common  # type: ignore[no-redef]
 
-import faiss  # noqa: E402
-import ray  # noqa: E402
+import faiss
+import numpy as np
+import ray
 
-import pipelines.retrieval as retrieval_module  # noqa: E402
-from bench.report import write_section  # noqa: E402
-from pipelines.build import run_build  # noqa: E402
-from pipelines.evaluation import (  # noqa: E402
+from bench.ablation_indexes import ensure_ray_index, ensure_scifact_index, label, parse_chunking
+from bench.report import table
+from evaluation.retrieval import (
     BeirData,
     QAItem,
     Searcher,
-    build_beir_index,
-    current_beir_index,
     load_beir,
     load_qa,
     score_beir,
     score_qa,
 )
-from pipelines.index_store import PublishedIndex, load_index  # noqa: E402
-from pipelines.publish import MANIFEST_FILE, current_version  # noqa: E402
-from pipelines.retrieval import BM25Index  # noqa: E402
-from utils.ray_runtime import init_ray  # noqa: E402
-from utils.settings import (  # noqa: E402
-    BuildSettings,
-    ChunkingSettings,
-    CrawlSettings,
-    RetrievalSettings,
-)
-from utils.static_site import StaticSite, ray_docs_seeds, unpack_ray_docs  # noqa: E402
+from ragcore.embedding import SentenceEmbedder
+from ragcore.index_format import PublishedIndex, load_index
+from ragcore.retrieval import Mode
+from utils.settings import ChunkingSettings, EmbeddingSettings, RetrievalSettings
 
-DATA = ROOT.parent / "shared" / "data"
-QA_FILE = DATA / "ray-docs" / "qa-dev.jsonl"
-SCIFACT = DATA / "scifact"
+TITLE = "Retrieval quality"
+MODES: tuple[Mode, ...] = ("dense", "lexical", "hybrid")
 # The retrieval defaults this issue started from, kept as the "before" row.
-ORIGINAL = RetrievalSettings(
-    candidates=50,
-    rrf_k=60,
-    dense_weight=1.0,
-    lexical_weight=1.0,
-    max_per_page=0,
-    dedupe=False,
-    page_bonus=0.0,
-    bm25_k1=1.2,
-    bm25_b=0.75,
-)
-ORIGINAL_CHUNKING = ChunkingSettings(chunk_size=800, chunk_overlap=100, prepend_titles=True)
-
-_PLAIN_RE = re.compile(r"[a-z0-9]+")
-
-
-def _plain_tokenize(text: str) -> list[str]:
-    """Identifiers split into their parts only (the usual word tokeniser)."""
-    stop = retrieval_module._STOPWORDS
-    return [t for t in _PLAIN_RE.findall(text.lower()) if t not in stop]
-
-
-def _whole_tokenize(text: str) -> list[str]:
-    """Identifiers kept whole only, never split."""
-    stop = retrieval_module._STOPWORDS
-    return [t for t in retrieval_module._TOKEN_RE.findall(text.lower()) if t not in stop]
-
-
-TOKENIZERS: dict[str, Callable[[str], list[str]]] = {
-    "identifiers whole + parts": retrieval_module.tokenize,
-    "parts only (plain words)": _plain_tokenize,
-    "identifiers whole only": _whole_tokenize,
-}
+ORIGINAL = RetrievalSettings(candidates=50, rrf_k=60, dense_weight=1.0, lexical_weight=1.0,
+                             max_per_page=0, dedupe=False, page_bonus=0.0, bm25_k1=1.2,
+                             bm25_b=0.75)  # fmt: skip
 QUERY_NORMS: dict[str, Callable[[str], str]] = {
     "as asked": lambda q: q,
     "lower-case, punctuation to spaces": lambda q: " ".join(
         re.sub(r"[^\w.\-/ ]", " ", q.lower()).split()
     ),
 }
-
-
+RAY_COLS = ["page_hit@1", "page_hit@5", "page_hit@10", "mrr", "section_hit@5"]
+SCI_COLS = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
+HEADERS = ["lever", "setting", "Ray hit@1", "Ray hit@5", "Ray hit@10", "Ray MRR",
+           "Ray sec. hit@5", "SciFact nDCG@10", "SciFact R@10", "SciFact R@100",
+           "SciFact MRR@10"]  # fmt: skip
 NOTES = [
     "Reading the table: one question of the Ray set is 0.005, so differences under ~0.01 are "
     "noise. Page bonus and the one-chunk-per-page cap work together: with the bonus on and no "
@@ -116,79 +80,22 @@ NOTES = [
 ]
 
 
-def parse_chunking(spec: str) -> ChunkingSettings:
-    """`size:overlap:titles` (titles 1 or 0) as ChunkingSettings."""
-    size, overlap, titles = spec.split(":")
-    return ChunkingSettings(
-        chunk_size=int(size), chunk_overlap=int(overlap), prepend_titles=titles == "1"
-    )
+class CachedEmbedder(SentenceEmbedder):
+    """A SentenceEmbedder that remembers every text it embedded: the searchers built for each
+    settings row then embed each query once in the whole run."""
 
+    def __init__(self, model_name: str) -> None:
+        super().__init__(model_name)
+        self._cache: dict[str, np.ndarray] = {}
 
-def label(chunking: ChunkingSettings) -> str:
-    titles = "titles" if chunking.prepend_titles else "no titles"
-    return f"chunks {chunking.chunk_size}/{chunking.chunk_overlap}, {titles}"
-
-
-def _matches(index_dir: Path, chunking: ChunkingSettings) -> bool:
-    version = current_version(index_dir)
-    if version is None:
-        return False
-    manifest = json.loads((index_dir / version / MANIFEST_FILE).read_text())
-    return all(manifest.get(k) == v for k, v in chunking.model_dump().items())
-
-
-def ensure_ray_index(work: Path, chunking: ChunkingSettings, reuse: Path | None) -> Path:
-    """An index of the Ray docs mirror with this chunking: `reuse` when it matches, else one
-    built (once) under `work` by the real build job over a loopback copy of the mirror."""
-    if reuse is not None and _matches(reuse, chunking):
-        return reuse
-    index_dir = (
-        work
-        / f"ray-c{chunking.chunk_size}-o{chunking.chunk_overlap}-t{int(chunking.prepend_titles)}"
-    )
-    if _matches(index_dir, chunking):
-        return index_dir
-    site = unpack_ray_docs(DATA / "ray-docs" / "ray-docs-html.tar.gz", work / "site")
-    init_ray(None, num_cpus=8)
-    with StaticSite(site) as server:
-        seeds = ray_docs_seeds(server.url, work / "site")
-        settings = BuildSettings(
-            sources=seeds, index_dir=index_dir, chunking=chunking, crawl=CrawlSettings(max_depth=4)
-        )
-        print("\n".join(run_build(settings).lines()), flush=True)
-    return index_dir
-
-
-def ensure_scifact_index(work: Path, data: BeirData, chunking: ChunkingSettings) -> Path:
-    """The SciFact corpus index for this chunking, built once under `work`."""
-    name = (
-        f"scifact-c{chunking.chunk_size}-o{chunking.chunk_overlap}-t{int(chunking.prepend_titles)}"
-    )
-    settings = BuildSettings(sources=[str(SCIFACT)], index_dir=work / name, chunking=chunking)
-    if current_beir_index(data, settings) is None:
-        init_ray(None, num_cpus=8)
-        build_beir_index(data, settings)
-    return settings.index_dir
-
-
-@contextmanager
-def tokenizer(searcher: Searcher, tokenize: Callable[[str], list[str]]) -> Iterator[None]:
-    """Rebuild the searcher's BM25 with another tokeniser, restoring the real one after."""
-    original, saved = retrieval_module.tokenize, searcher.retriever.bm25
-    retrieval_module.tokenize = tokenize
-    try:
-        _rebuild_bm25(searcher)
-        yield
-    finally:
-        retrieval_module.tokenize = original
-        searcher.retriever.bm25 = saved
-
-
-def _rebuild_bm25(searcher: Searcher) -> None:
-    published, s = searcher.retriever.published, searcher.settings
-    titles = bool(published.manifest.get("prepend_titles", True))
-    texts = [c.embed_text(titles) for c in published.chunks]
-    searcher.retriever.bm25 = BM25Index(texts, s.bm25_k1, s.bm25_b)
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Unit vectors for `texts`, embedding only the ones not seen before."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            self._cache.update(zip(todo, super().embed(todo, batch_size), strict=True))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
 
 
 def without_source_listings(published: PublishedIndex) -> PublishedIndex:
@@ -202,73 +109,29 @@ def without_source_listings(published: PublishedIndex) -> PublishedIndex:
     return PublishedIndex(published.path, published.manifest, index, chunks)
 
 
-def configure(searcher: Searcher, settings: RetrievalSettings) -> None:
-    """Point the searcher (and its retriever) at other retrieval settings."""
-    bm25_changed = (settings.bm25_k1, settings.bm25_b) != (
-        searcher.settings.bm25_k1,
-        searcher.settings.bm25_b,
-    )
-    searcher.settings = settings
-    searcher.retriever.settings = settings
-    if bm25_changed:
-        _rebuild_bm25(searcher)
-
-
-def ray_row(searcher: Searcher, items: list[QAItem], mode: str = "hybrid") -> dict[str, float]:
-    metrics, _ = score_qa(searcher, items, [1, 3, 5, 10], mode)  # type: ignore[arg-type]
-    return metrics
-
-
-def sci_row(searcher: Searcher, data: BeirData, mode: str = "hybrid") -> dict[str, float]:
-    return score_beir(searcher, data, mode)  # type: ignore[arg-type]
-
-
-RAY_COLS = ["page_hit@1", "page_hit@5", "page_hit@10", "mrr", "section_hit@5"]
-SCI_COLS = ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
-
-
-def fmt(ray_m: dict[str, float] | None, sci_m: dict[str, float] | None) -> str:
-    cells = [f"{ray_m[c]:.3f}" if ray_m else "" for c in RAY_COLS]
-    cells += [f"{sci_m[c]:.3f}" if sci_m else "" for c in SCI_COLS]
-    return " | ".join(cells)
-
-
-HEAD = (
-    "| lever | setting | Ray hit@1 | Ray hit@5 | Ray hit@10 | Ray MRR | Ray sec. hit@5 "
-    "| SciFact nDCG@10 | SciFact R@10 | SciFact R@100 | SciFact MRR@10 |"
-)
-RULE = "| --- | --- |" + " ---: |" * (len(RAY_COLS) + len(SCI_COLS))
-
-
 def sweeps(defaults: RetrievalSettings) -> list[tuple[str, str, RetrievalSettings]]:
     """One lever at a time from the current defaults, plus the starting configuration."""
-    out = [("—", "defaults (this table's baseline)", defaults)]
-    out.append(("—", "before this issue (RRF 60, no page cap, no dedupe, no page bonus)", ORIGINAL))
-    for k in (10, 30, 60, 120):
-        out.append(("RRF k", str(k), defaults.model_copy(update={"rrf_k": k})))
-    for dense, lexical in ((1.0, 0.5), (1.0, 0.75), (1.0, 1.0), (0.75, 1.0), (0.5, 1.0)):
-        update = {"dense_weight": dense, "lexical_weight": lexical}
-        out.append(("weights dense:BM25", f"{dense}:{lexical}", defaults.model_copy(update=update)))
-    for n in (20, 50, 100, 200):
-        out.append(("candidates per leg", str(n), defaults.model_copy(update={"candidates": n})))
-    for cap in (0, 1, 2, 3):
-        out.append(
-            ("max chunks per page", str(cap), defaults.model_copy(update={"max_per_page": cap}))
-        )
-    for dedupe in (False, True):
-        out.append(
-            (
-                "drop repeated chunk text",
-                str(dedupe),
-                defaults.model_copy(update={"dedupe": dedupe}),
-            )
-        )
-    for bonus in (0.0, 0.1, 0.2, 0.3, 0.5):
-        out.append(("page bonus", str(bonus), defaults.model_copy(update={"page_bonus": bonus})))
-    for k1, b in ((1.2, 0.75), (0.9, 0.4), (1.5, 0.75)):
-        out.append(
-            ("BM25 k1, b", f"{k1}, {b}", defaults.model_copy(update={"bm25_k1": k1, "bm25_b": b}))
-        )
+
+    def vary(lever: str, setting: str, **update: Any) -> tuple[str, str, RetrievalSettings]:
+        return lever, setting, defaults.model_copy(update=update)
+
+    out = [
+        ("—", "defaults (this table's baseline)", defaults),
+        ("—", "before this issue (RRF 60, no page cap, no dedupe, no page bonus)", ORIGINAL),
+    ]
+    out += [vary("RRF k", str(k), rrf_k=k) for k in (10, 30, 60, 120)]
+    out += [
+        vary("weights dense:BM25", f"{d}:{b}", dense_weight=d, lexical_weight=b)
+        for d, b in ((1.0, 0.5), (1.0, 0.75), (1.0, 1.0), (0.75, 1.0), (0.5, 1.0))
+    ]
+    out += [vary("candidates per leg", str(n), candidates=n) for n in (20, 50, 100, 200)]
+    out += [vary("max chunks per page", str(cap), max_per_page=cap) for cap in (0, 1, 2, 3)]
+    out += [vary("drop repeated chunk text", str(on), dedupe=on) for on in (False, True)]
+    out += [vary("page bonus", str(b), page_bonus=b) for b in (0.0, 0.1, 0.2, 0.3, 0.5)]
+    out += [
+        vary("BM25 k1, b", f"{k1}, {b}", bm25_k1=k1, bm25_b=b)
+        for k1, b in ((1.2, 0.75), (0.9, 0.4), (1.5, 0.75))
+    ]
     return out
 
 
@@ -280,83 +143,110 @@ def _with_queries(
     return qa, BeirData(data.name, data.corpus, queries, data.qrels)
 
 
-def main() -> int:
+class Ablation:
+    """The two dev sets, their default-chunking indexes and the rows measured so far."""
+
+    def __init__(self, items: list[QAItem], data: BeirData, embedder: CachedEmbedder) -> None:
+        self.items, self.data, self.embedder = items, data, embedder
+        self.rows: list[list[Any]] = []
+
+    def searcher(self, published: PublishedIndex, settings: RetrievalSettings) -> Searcher:
+        """The service's retrieval over `published` with `settings`."""
+        return Searcher(published, settings, embedder=self.embedder)
+
+    def add(self, lever: str, setting: str, ray_s: Searcher, sci_s: Searcher | None,
+            mode: Mode = "hybrid", items: list[QAItem] | None = None,
+            data: BeirData | None = None) -> None:  # fmt: skip
+        """Score one row (SciFact left empty without `sci_s`) and print it."""
+        ray_m = score_qa(ray_s, items or self.items, [1, 3, 5, 10], mode)[0]
+        sci_m = score_beir(sci_s, data or self.data, mode) if sci_s is not None else {}
+        self.rows.append(
+            [lever, setting, *(ray_m[c] for c in RAY_COLS), *(sci_m.get(c) for c in SCI_COLS)]
+        )
+        print(self.rows[-1], flush=True)
+
+    def table(self) -> dict[str, Any]:
+        """The rows as a results table."""
+        cols = len(RAY_COLS) + len(SCI_COLS)
+        return table(HEADERS, self.rows, "ll" + "r" * cols, [None, None] + [".3f"] * cols)
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/rag-eval"))
     parser.add_argument("--ray-index", type=Path, help="an existing default-chunking Ray index")
-    parser.add_argument(
-        "--chunk-configs",
-        nargs="*",
-        default=[],
-        help="extra chunkings size:overlap:titles to build and compare (slow)",
-    )
+    parser.add_argument("--chunk-configs", nargs="*", default=[],
+                        help="extra chunkings size:overlap:titles to build (slow)")  # fmt: skip
     parser.add_argument("--no-write", action="store_true", help="print only")
-    args = parser.parse_args()
-    if not (QA_FILE.exists() and SCIFACT.exists()):
-        print(f"skip: {DATA} is absent")
-        return 0
-    defaults = RetrievalSettings()
-    base_chunking = ChunkingSettings()
-    chunkings = [base_chunking] + [parse_chunking(s) for s in args.chunk_configs]
-    items, data = load_qa(QA_FILE), load_beir(SCIFACT, "train")
-    rows: list[str] = []
+    return parser.parse_args()
 
-    def add(lever: str, setting: str, ray_m: dict[str, float], sci_m: dict[str, float]) -> None:
-        rows.append(f"| {lever} | {setting} | {fmt(ray_m, sci_m)} |")
-        print(rows[-1], flush=True)
 
-    print(HEAD + "\n" + RULE)
-    for chunking in chunkings:
-        ray_dir = ensure_ray_index(args.work_dir, chunking, args.ray_index)
-        sci_dir = ensure_scifact_index(args.work_dir, data, chunking)
-        ray_s, sci_s = (
-            Searcher(load_index(ray_dir), defaults),
-            Searcher(load_index(sci_dir), defaults),
-        )
-        lever = "mode (defaults)" if chunking == base_chunking else "chunking"
-        for mode in ("dense", "lexical", "hybrid"):
-            setting = mode if chunking == base_chunking else f"{label(chunking)}, {mode}"
-            add(lever, setting, ray_row(ray_s, items, mode), sci_row(sci_s, data, mode))
-        if chunking == base_chunking:
-            base = (ray_s, sci_s)
+def intro(ablation: Ablation, chunking: ChunkingSettings, d: RetrievalSettings) -> str:
+    """The section's opening paragraph."""
+    return (
+        f"`python bench/retrieval_ablation.py`: Ray docs dev set ({len(ablation.items)} "
+        "questions, page hit@k: a top-k chunk from the source page) and SciFact training claims "
+        f"({len(ablation.data.queries)} queries, nDCG@10 by document), all-MiniLM-L6-v2, hybrid "
+        f"unless the row says otherwise. Defaults: {label(chunking)}; RRF k {d.rrf_k}, "
+        f"weights {d.dense_weight}:{d.lexical_weight}, {d.candidates} candidates per leg, "
+        f"max {d.max_per_page or 'unlimited'} chunks per page, repeated text dropped: "
+        f"{d.dedupe}, page bonus {d.page_bonus}, BM25 k1 {d.bm25_k1} b {d.bm25_b}. Each "
+        "lever row changes that one setting from the defaults."
+    )
+
+
+def mode_rows(
+    ablation: Ablation, args: argparse.Namespace, defaults: RetrievalSettings
+) -> tuple[PublishedIndex, PublishedIndex]:
+    """Each mode on each chunking's indexes (built when missing); the default chunking's."""
+    base_chunking, found = ChunkingSettings(), None
+    for chunking in [base_chunking] + [parse_chunking(s) for s in args.chunk_configs]:
+        ray_p = load_index(ensure_ray_index(args.work_dir, chunking, args.ray_index))
+        sci_p = load_index(ensure_scifact_index(args.work_dir, ablation.data, chunking))
+        ray_s, sci_s = ablation.searcher(ray_p, defaults), ablation.searcher(sci_p, defaults)
+        base = chunking == base_chunking
+        for mode in MODES:
+            setting = mode if base else f"{label(chunking)}, {mode}"
+            ablation.add("mode (defaults)" if base else "chunking", setting, ray_s, sci_s, mode)
+        found = (ray_p, sci_p) if base else found
     if ray.is_initialized():
         ray.shutdown()
-    ray_s, sci_s = base
+    assert found is not None
+    return found
+
+
+def lever_rows(ablation: Ablation, ray_p: PublishedIndex, sci_p: PublishedIndex,
+               defaults: RetrievalSettings) -> None:  # fmt: skip
+    """Each retrieval setting, the corpus without source listings, query normalisation."""
     for lever, setting, settings in sweeps(defaults):
-        configure(ray_s, settings)
-        configure(sci_s, settings)
-        add(lever, setting, ray_row(ray_s, items), sci_row(sci_s, data))
-    configure(ray_s, defaults)
-    configure(sci_s, defaults)
-    for name, tokenize in TOKENIZERS.items():
-        with tokenizer(ray_s, tokenize), tokenizer(sci_s, tokenize):
-            add("BM25 tokens", name, ray_row(ray_s, items), sci_row(sci_s, data))
-    filtered = Searcher(without_source_listings(ray_s.retriever.published), defaults)
-    for mode in ("dense", "lexical", "hybrid"):
-        add(
-            "corpus",
-            f"Ray docs without _modules/ source listings, {mode}",
-            ray_row(filtered, items, mode),
-            {},
-        )
-    del filtered
+        ray_s, sci_s = ablation.searcher(ray_p, settings), ablation.searcher(sci_p, settings)
+        ablation.add(lever, setting, ray_s, sci_s)
+    filtered = ablation.searcher(without_source_listings(ray_p), defaults)
+    for mode in MODES:
+        setting = f"Ray docs without _modules/ source listings, {mode}"
+        ablation.add("corpus", setting, filtered, None, mode)
+    ray_s, sci_s = ablation.searcher(ray_p, defaults), ablation.searcher(sci_p, defaults)
     for name, norm in QUERY_NORMS.items():
-        qa, sci = _with_queries(items, data, norm)
-        add("query normalisation", name, ray_row(ray_s, qa), sci_row(sci_s, sci))
+        qa, sci = _with_queries(ablation.items, ablation.data, norm)
+        ablation.add("query normalisation", name, ray_s, sci_s, items=qa, data=sci)
+
+
+def main() -> int:
+    """Score every row, then write the results and the section."""
+    args = parse_args()
+    if not (common.QA_FILE.exists() and common.SCIFACT.exists()):
+        print(f"skip: {common.DATA} is absent")
+        return 0
+    defaults = RetrievalSettings()
+    embedder = CachedEmbedder(EmbeddingSettings().model_name)
+    ablation = Ablation(load_qa(common.QA_FILE), load_beir(common.SCIFACT, "train"), embedder)
+    ray_p, sci_p = mode_rows(ablation, args, defaults)
+    lever_rows(ablation, ray_p, sci_p, defaults)
     if not args.no_write:
-        d = defaults
-        write_section(
-            "Retrieval quality",
-            f"`python bench/retrieval_ablation.py`: Ray docs dev set ({len(items)} questions, "
-            f"page hit@k: a top-k chunk from the source page) and SciFact training claims "
-            f"({len(data.queries)} queries, nDCG@10 by document), all-MiniLM-L6-v2, hybrid "
-            f"unless the row says otherwise. Defaults: {label(base_chunking)}; RRF k {d.rrf_k}, "
-            f"weights {d.dense_weight}:{d.lexical_weight}, {d.candidates} candidates per leg, "
-            f"max {d.max_per_page or 'unlimited'} chunks per page, repeated text dropped: "
-            f"{d.dedupe}, page bonus {d.page_bonus}, BM25 k1 {d.bm25_k1} b {d.bm25_b}. Each "
-            "lever row changes that one setting from the defaults.",
-            [HEAD, RULE, *rows, "", *NOTES],
-        )
+        text = intro(ablation, ChunkingSettings(), defaults)
+        body = [ablation.table(), "", *NOTES]
+        common.write_results("retrieval_ablation", {"title": TITLE, "intro": text, "body": body})
     return 0
 
 

@@ -56,6 +56,10 @@ class Ingress:
             local.embed_now(["warm up"])  # the first forward pass pays torch's lazy set-up
             query_embedder = local
         self.index = IndexManager(config)
+        # Load before the replica takes traffic: a replica that Serve adds or replaces must
+        # not answer 503 "index not loaded" while its peers serve (the app may also start
+        # before any index exists; then the watcher loads the first one).
+        self.index.refresh()
         search = SearchEngine(query_embedder, self.index, config.search_batch_size,
                               config.call_timeout_s, self.metrics)  # fmt: skip
         llm = ServeLLMGenerator(generator, config.generator) if generator is not None else None

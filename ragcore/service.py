@@ -86,10 +86,21 @@ class RAGService:
         """Ready when the index is loaded and the generator is warm (or disabled, or given up
         on: then /ask degrades to sources, which the details say)."""
         index = await self.searcher.readiness()
-        details = {**index.details, "generator": self.generator_state}
+        details = {**index.details, "generator": await self._generator_health()}
         if index.ready and self.generator_state == "warming":
             return Readiness(False, "the generator is warming up", details)
         return Readiness(index.ready, index.reason, details)
+
+    async def _generator_health(self) -> str:
+        """The warm-up state, or, once warm, whether the engine answers its health check now
+        (an engine that died since is reported, while search keeps the service ready)."""
+        if self.generator is None or self.generator_state != "ready":
+            return self.generator_state
+        try:
+            state = await asyncio.wait_for(self.generator.readiness(), 5.0)
+        except Exception as exc:
+            return f"unavailable ({type(exc).__name__})"
+        return "ready" if state.ready else f"unavailable ({state.reason})"
 
     async def search(self, query: str, k: int, route: str = "search") -> SearchOutcome:
         """Top-k hits; IndexNotReadyError (503) when no usable index is loaded."""

@@ -19,8 +19,8 @@ def _strip_query(value: str) -> str:
     return value
 
 
-class SearchRequest(BaseModel):
-    """Body of POST /search; GET /search takes the same fields as query parameters."""
+class SearchParams(BaseModel):
+    """Query parameters of GET /search (strings in the URL, converted)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +31,13 @@ class SearchRequest(BaseModel):
     @classmethod
     def _strip(cls, value: str) -> str:
         return _strip_query(value)
+
+
+class SearchRequest(SearchParams):
+    """Body of POST /search: the same fields as JSON, where `k` must be a JSON integer (not
+    `true` or `"5"`)."""
+
+    k: StrictInt = Field(default=5, ge=1, le=MAX_K, description="How many chunks to return.")
 
 
 class SearchHit(BaseModel):
@@ -59,8 +66,8 @@ class AskRequest(BaseModel):
     question: str = Field(
         min_length=1, max_length=MAX_QUERY_CHARS, description="The question to answer."
     )
-    top_k: int = Field(default=5, ge=1, le=20, description="Chunks given to the model.")
-    max_tokens: int | None = Field(
+    top_k: StrictInt = Field(default=5, ge=1, le=20, description="Chunks given to the model.")
+    max_tokens: StrictInt | None = Field(
         default=None, ge=1, le=2048, description="Answer length cap; default from settings."
     )
 

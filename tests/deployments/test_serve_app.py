@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,11 @@ def _readyz(url: str) -> httpx.Response | None:
         return None
 
 
+def _all_ready(url: str, calls: int = 8) -> bool:
+    """/readyz is per replica: several 200s in a row (the proxy spreads them) mean all."""
+    return all((r := _readyz(url)) is not None and r.status_code == 200 for _ in range(calls))
+
+
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iterator[LiveApp]:
     from ray import serve
@@ -74,7 +80,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iter
     before = wait_for(lambda: _readyz(url), 900, "the app to answer /readyz", every=1.0)
     search_before = httpx.get(f"{url}/search", params={"query": "autoscaling"}, timeout=30)
     run_build(BuildSettings(sources=[str(corpus)], index_dir=index_dir))
-    wait_for(lambda: (r := _readyz(url)) is not None and r.status_code == 200, 900, "readiness")
+    wait_for(lambda: _all_ready(url), 900, "every replica to be ready")
     yield LiveApp(url, f"http://127.0.0.1:{metrics_port}/metrics", index_dir, corpus, before,
                   search_before)  # fmt: skip
     serve.shutdown()
@@ -267,6 +273,7 @@ class LoadResult:
     succeeded: int = 0
     retried: int = 0
     failed_attempts: list[tuple[int, str]] = field(default_factory=list)
+    slowest_s: float = 0.0
 
 
 def _closed_loop(url: str, stop: threading.Event, result: LoadResult, attempts: int = 6) -> None:
@@ -274,27 +281,36 @@ def _closed_loop(url: str, stop: threading.Event, result: LoadResult, attempts: 
     with httpx.Client(timeout=60) as client:
         while not stop.is_set():
             result.requests += 1
+            start = time.monotonic()
             for attempt in range(attempts):
                 try:
                     response = client.get(f"{url}/search", params={"query": "tracing", "k": 3})
-                    status, text = response.status_code, response.text[:200]
+                    status, text = response.status_code, response.text[:2000]
                 except httpx.TransportError as exc:
                     status, text = 0, type(exc).__name__
                 if status == 200:
                     result.succeeded += 1
                     result.retried += attempt > 0
+                    result.slowest_s = max(result.slowest_s, time.monotonic() - start)
                     break
                 result.failed_attempts.append((status, text))
                 time.sleep(0.2 * (attempt + 1))
 
 
 def _alive_replicas(deployment: str) -> set[str]:
-    from ray.util.state import list_actors
+    """Names of the live replica actors of one of our deployments (no dashboard needed)."""
+    import ray
 
-    actors = list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
-    return {
-        a.name for a in actors if a.name and a.name.startswith(f"SERVE_REPLICA::rag#{deployment}#")
-    }
+    prefix = f"SERVE_REPLICA::rag#{deployment}#"
+    named = ray.util.list_named_actors(all_namespaces=True)
+    return {a["name"] for a in named if a["name"].startswith(prefix)}
+
+
+def _ask_status(url: str) -> str:
+    response = httpx.post(f"{url}/ask", json={"question": "guide 3?", "top_k": 1,
+                                               "max_tokens": 4}, timeout=300)  # fmt: skip
+    assert response.status_code == 200, response.text
+    return str(response.json()["status"])
 
 
 def _kill_engine_process() -> int:
@@ -330,12 +346,9 @@ def test_replica_loss_under_load_keeps_answering(live_app: LiveApp) -> None:
         wait_for(lambda: len((now := _alive_replicas("Ingress")) - before) == 1 and len(now) == 2,
                  300, "the controller to replace the Ingress replica", every=1.0)  # fmt: skip
         _kill_engine_process()
-        wait_for(lambda: (r := _readyz(live_app.url)) is not None and r.status_code == 200
-                 and r.json().get("generator") == "ready", 600, "the generator to come back",
-                 every=2.0)  # fmt: skip
-        asked = httpx.post(f"{live_app.url}/ask", json={"question": "guide 3?", "top_k": 1},
-                           timeout=300)  # fmt: skip
-        assert asked.status_code == 200 and asked.json()["status"] == "ok"
+        # /ask degrades (200, sources only) while Serve replaces the engine, then answers again.
+        wait_for(lambda: _ask_status(live_app.url) == "ok", 900, "the generator to come back",
+                 every=3.0)  # fmt: skip
         count = result.requests
         wait_for(lambda: result.requests > count + 50, 120, "load after the kills")
     finally:
@@ -343,6 +356,16 @@ def test_replica_loss_under_load_keeps_answering(live_app: LiveApp) -> None:
         for client in clients:
             client.join(timeout=120)
     share = result.succeeded / result.requests
-    assert share >= 0.999, f"{result.succeeded}/{result.requests} succeeded"
+    summary = (f"{result.succeeded}/{result.requests} succeeded, {result.retried} after a retry, "
+               f"failed attempts: {Counter(s for s, _ in result.failed_attempts)}, slowest "
+               f"request {result.slowest_s:.2f} s")  # fmt: skip
+    print(summary)
+    assert share >= 0.999, summary
+    # Serve's proxy answers a plain 500 for a request that was running on the replica when it
+    # was killed (Ray does not retry those): at most one per client in flight. Every error
+    # the service itself returns is a 503 with a JSON reason.
+    proxy = [a for a in result.failed_attempts if a == (500, "Internal Server Error")]
+    assert len(proxy) <= len(clients), summary
     for status, text in result.failed_attempts:
-        assert status == 503 and text, (status, text)
+        if (status, text) != (500, "Internal Server Error"):
+            assert status == 503 and json.loads(text)["message"], (status, text)

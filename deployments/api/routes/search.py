@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query
 
 from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, QUERY_ROUTE
-from deployments.api.schemas import SearchRequest, SearchResponse, to_hit
+from deployments.api.schemas import SearchParams, SearchRequest, SearchResponse, to_hit
 
 router = APIRouter(tags=["search"])
 
 
-async def _search(req: SearchRequest, service: ServiceDep, request_id: str) -> SearchResponse:
+async def _search(req: SearchParams, service: ServiceDep, request_id: str) -> SearchResponse:
     outcome = await service.search(req.query, req.k)
     hits = [to_hit(h) for h in outcome.hits]
     return SearchResponse(results=hits, message="" if hits else "no results",
@@ -23,7 +23,7 @@ async def _search(req: SearchRequest, service: ServiceDep, request_id: str) -> S
 @router.get("/search", response_model=SearchResponse, summary="Hybrid search",
             responses=QUERY_ROUTE)  # fmt: skip
 async def search_get(
-    params: Annotated[SearchRequest, Query()], service: ServiceDep, request_id: RequestIdDep
+    params: Annotated[SearchParams, Query()], service: ServiceDep, request_id: RequestIdDep
 ) -> SearchResponse:
     return await _search(params, service, request_id)
 
