@@ -21,7 +21,9 @@ class EmbedderServer:
     def __init__(self, settings: dict[str, Any]) -> None:
         setup_logging()
         config = ServiceSettings.model_validate(settings)
-        self.embedder = LocalQueryEmbedder(config.embedding_model, config.embed_threads)
+        self.embedder = LocalQueryEmbedder(
+            config.embedding_model, config.embed_threads, config.embed_chunk_size
+        )
         self.embedder.embed_now(["warm up"])
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:

@@ -52,7 +52,9 @@ class Ingress:
             query_embedder = RemoteQueryEmbedder(embedder, config.embedding_model,
                                                  config.call_timeout_s)  # fmt: skip
         else:
-            local = LocalQueryEmbedder(config.embedding_model, config.embed_threads)
+            local = LocalQueryEmbedder(
+                config.embedding_model, config.embed_threads, config.embed_chunk_size
+            )
             local.embed_now(["warm up"])  # the first forward pass pays torch's lazy set-up
             query_embedder = local
         self.index = IndexManager(config)

@@ -37,13 +37,17 @@ class LocalQueryEmbedder:
     """The `QueryEmbedder` protocol in this process: one forward pass per batch of queries,
     run in a worker thread (torch releases the GIL) so the event loop keeps accepting calls."""
 
-    def __init__(self, model_name: str, num_threads: int | None = None) -> None:
+    def __init__(
+        self, model_name: str, num_threads: int | None = None, chunk_size: int = 4
+    ) -> None:
         self.model_name = model_name
+        self.chunk_size = chunk_size
         self._embedder = SentenceEmbedder(model_name, num_threads=num_threads)
 
     def embed_now(self, texts: list[str]) -> np.ndarray:
-        """Embed on the calling thread."""
-        return self._embedder.embed(texts, batch_size=max(len(texts), 1))
+        """Embed on the calling thread. sentence-transformers sorts the texts by length and
+        runs `chunk_size` at a time, so short queries are not padded to the longest one."""
+        return self._embedder.embed(texts, batch_size=self.chunk_size)
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         """Embed off the event loop."""

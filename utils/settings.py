@@ -285,6 +285,14 @@ class ServiceSettings(BaseModel):
         description="Most queries embedded and searched together. There is no batching window: "
         "queries that arrive while a batch runs form the next batch.",
     )
+    embed_chunk_size: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Queries per forward pass inside a batch, sorted by length so each pass pads "
+        "little: measured on the Ray docs dev questions, one thread, a batch of 32 cost 19.4 ms "
+        "a query as one pass and 6.5 ms in passes of 4 (8.7 ms one at a time).",
+    )
     embed_threads: int = Field(
         default=1,
         ge=1,
