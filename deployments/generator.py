@@ -144,7 +144,7 @@ class ServeLLMGenerator:
             raise ValueError(str(exc).splitlines()[0]) from exc
         response: Any = self.handle.options(stream=True).chat.remote(request)
         try:
-            async for item in response:
+            async for item in _relayed(response, "the generator"):
                 for entry in item if isinstance(item, list) else [item]:
                     yield entry.model_dump() if hasattr(entry, "model_dump") else str(entry)
         finally:

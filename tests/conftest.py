@@ -32,6 +32,8 @@ def ray_session() -> Iterator[int]:
     from tests.helpers import free_port
     from utils.ray_runtime import init_ray
 
+    if ray.is_initialized():  # started implicitly by something else, with other resources
+        ray.shutdown()
     metrics_port = free_port()
     init_ray(None, num_cpus=8, metrics_export_port=metrics_port)
     yield metrics_port

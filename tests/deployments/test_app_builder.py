@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from deployments.app import build_app
+
+
+@pytest.fixture(autouse=True)
+def no_ray_left_behind() -> Iterator[None]:
+    """ray.serve.llm's builder starts a default local Ray; stop it unless it was running."""
+    import ray
+
+    was_running = ray.is_initialized()
+    yield
+    if ray.is_initialized() and not was_running:
+        ray.shutdown()
 
 
 def _deployments(app: Any) -> dict[str, Any]:
