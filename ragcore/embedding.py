@@ -19,7 +19,9 @@ class SentenceEmbedder:
             torch.set_num_threads(num_threads)
         self.model_name = model_name
         self.model = load_sentence_transformer(model_name, device=device)
-        self.dim = int(self.model.get_sentence_embedding_dimension() or 0)
+        dimension = getattr(self.model, "get_embedding_dimension", None)
+        dimension = dimension or self.model.get_sentence_embedding_dimension
+        self.dim = int(dimension() or 0)
 
     def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Encode texts into an (n, dim) float32 array of unit vectors."""
