@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.exceptions import RayActorError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
 from utils.errors import OverloadedError, UnavailableError
@@ -18,6 +18,5 @@ async def remote_call(what: str) -> AsyncIterator[None]:
         yield
     except BackPressureError as exc:
         raise OverloadedError(f"{what} is at capacity") from exc
-    except (ActorDiedError, ActorUnavailableError, RayActorError,
-            DeploymentUnavailableError) as exc:  # fmt: skip
+    except (RayActorError, DeploymentUnavailableError) as exc:  # actor died or unreachable
         raise UnavailableError(f"{what} replica is restarting") from exc

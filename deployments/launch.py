@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import yaml
 
-from utils.settings import ServiceSettings
+from utils.settings import ServiceSettings, deep_merge
 
 APP_NAME = "rag"
 # A deployment can go DEPLOY_FAILED or UNHEALTHY for a moment while Serve replaces a replica
@@ -30,12 +30,9 @@ def load_serve_config(
     ServiceSettings, so a bad value fails here with the field's name)."""
     config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     app = next(a for a in config["applications"] if a.get("name") == APP_NAME)
-    args = dict(app.get("args") or {})
+    args = deep_merge(dict(app.get("args") or {}), app_args or {})
     if index_dir is not None:
         args["index_dir"] = str(index_dir.resolve())
-    for key, value in (app_args or {}).items():
-        merged = {**args.get(key, {}), **value} if isinstance(value, dict) else value
-        args[key] = merged
     ServiceSettings.model_validate(args)
     app["args"] = args
     if port is not None:

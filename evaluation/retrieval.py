@@ -52,9 +52,15 @@ class Searcher:
 
     def search(self, queries: list[str], k: int, mode: Mode) -> list[list[RetrievedChunk]]:
         """Top `k` chunks for each query, in `mode`."""
-        if mode != "lexical":
-            self._embed(queries)
-        return [self.retriever.search(q, self._vectors.get(q), k=k, mode=mode) for q in queries]
+        results: list[list[RetrievedChunk]] = []
+        for start in range(0, len(queries), 256):  # bounds the (queries x chunks) score matrix
+            batch = queries[start : start + 256]
+            vectors = None
+            if mode != "lexical":
+                self._embed(batch)
+                vectors = np.stack([self._vectors[q] for q in batch])
+            results += self.retriever.search_many(batch, vectors, [k] * len(batch), mode)
+        return results
 
 
 # --- Ray docs question set -------------------------------------------------------------------

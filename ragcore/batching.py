@@ -28,7 +28,6 @@ class MicroBatcher(Generic[In, Out]):
         self.max_batch_size = max_batch_size
         self._queue: list[tuple[In, asyncio.Future[Out]]] = []
         self._worker: asyncio.Task[None] | None = None
-        self.batch_sizes: list[int] = []  # recent sizes, for tests and metrics
 
     async def submit(self, item: In) -> Out:
         """The result of `item`'s batch for `item`; raises what `run_batch` raised."""
@@ -45,7 +44,6 @@ class MicroBatcher(Generic[In, Out]):
             batch = [(item, fut) for item, fut in batch if not fut.done()]
             if not batch:
                 continue
-            self.batch_sizes = [*self.batch_sizes[-99:], len(batch)]
             try:
                 results = await self._run_batch([item for item, _ in batch])
                 if len(results) != len(batch):

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragcore.batching import MicroBatcher
-from ragcore.index_format import check_model
 from ragcore.index_manager import IndexManager
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.protocols import Hit, QueryEmbedder, Readiness, SearchOutcome
@@ -63,8 +62,8 @@ class SearchEngine:
         return self.index.readiness()
 
     async def _search_batch(self, queries: list[_Query]) -> list[SearchOutcome]:
+        # The index was checked against the query model when it was loaded (load_index).
         live = self.index.require_live()
-        check_model(live.published.manifest, self.embedder.model_name)
         self.metrics.batch("search", len(queries))
         start = time.perf_counter()
         vectors = await self.embedder.embed_many([q.text for q in queries])

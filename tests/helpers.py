@@ -39,10 +39,8 @@ class HashEmbedder:
 
     def __init__(self, model: str = MODEL) -> None:
         self.model_name = model
-        self.batches: list[int] = []
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
-        self.batches.append(len(texts))
         return np.stack([hash_vector(t) for t in texts])
 
 

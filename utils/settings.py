@@ -354,11 +354,12 @@ class Settings(BaseSettings):
     )
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `over` laid on top, nested dicts merged key by key."""
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -369,4 +370,4 @@ def service_settings(args: dict[str, Any] | None = None) -> ServiceSettings:
     `args` (serve_config.yaml or the Python builder). The build job and evaluate.py read the
     same environment through `Settings`, so all three see the same retrieval settings."""
     from_env = Settings().service.model_dump(mode="json", exclude_unset=True)
-    return ServiceSettings.model_validate(_deep_merge(from_env, dict(args or {})))
+    return ServiceSettings.model_validate(deep_merge(from_env, dict(args or {})))
