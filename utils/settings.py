@@ -321,8 +321,13 @@ class ServiceSettings(BaseModel):
         default=64_000, ge=1024, le=10_000_000, description="Larger request bodies get 413."
     )
     ingress: DeploymentOptions = Field(
+        # Two replicas at least, as serve_config.yaml ships: a lost replica is not an outage.
         default_factory=lambda: DeploymentOptions(
-            num_replicas=1,
+            autoscaling_config={
+                "min_replicas": 2,
+                "max_replicas": 4,
+                "target_ongoing_requests": 32,
+            },
             max_ongoing_requests=128,
             max_queued_requests=512,
             ray_actor_options={"num_cpus": 1},
