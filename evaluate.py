@@ -59,6 +59,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ans.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
     ans.add_argument("--judge-url", help="OpenAI-compatible endpoint for LLM-as-judge")
     ans.add_argument("--judge-model", default="judge", help="model name sent to the judge")
+    ans.add_argument("--concurrency", type=int, default=4, help="questions in flight at once")
+    ans.add_argument("--max-tokens", type=int, default=256, help="max_tokens sent; an answer "
+                     "that uses them all counts as a loop")  # fmt: skip
+    ans.add_argument("--prompt-version", help="prompt_version sent (default: the server's)")
     return parser.parse_args(argv)
 
 
@@ -152,6 +156,9 @@ def run_answers(args: argparse.Namespace) -> None:
         timeout=args.timeout,
         judge_url=args.judge_url,
         judge_model=args.judge_model,
+        concurrency=args.concurrency,
+        max_tokens=args.max_tokens,
+        prompt_version=args.prompt_version,
     )
     _report(f"answers: {len(items)} questions to {args.url}", {"service": report}, {})
 

@@ -55,13 +55,27 @@ def search(client: httpx.Client, args: argparse.Namespace) -> None:
     print_sources(data["results"])
 
 
+def print_answer_footer(data: dict[str, Any]) -> None:
+    """How the answer was made, then the sources it cites, numbered as in the text."""
+    usage = data["tokens_used"]
+    print(f"\n({data.get('answer_mode', 'generated')}, prompt {data.get('prompt_version', '?')}, "
+          f"{data['latency_ms']:.0f} ms, {usage['total']} tokens)")  # fmt: skip
+    if data.get("message"):
+        print(f"note: {data['message']}")
+    citations = data.get("citations") or []
+    print("sources cited:" if citations else "sources retrieved (none cited):")
+    for cite in citations:
+        where = " > ".join(p for p in (cite["title"], cite["section"]) if p)
+        print(f"  [{cite['number']}] {where}\n      {cite['url']}")
+    if not citations:
+        print_sources(data["sources"])
+
+
 def ask(client: httpx.Client, args: argparse.Namespace) -> None:
     data = _check(client.post("/ask", json={"question": args.question, "top_k": args.k}))
-    print(f"answer ({data['status']}, {data['latency_ms']:.0f} ms, "
-          f"{data['tokens_used']['total']} tokens):")  # fmt: skip
-    print(f"  {data['answer'] or data.get('message', '')}")
-    print("sources:")
-    print_sources(data["sources"])
+    print("answer:")
+    print(data["answer"] or data.get("message", ""))
+    print_answer_footer(data)
 
 
 def ask_stream(client: httpx.Client, args: argparse.Namespace) -> None:
@@ -80,10 +94,9 @@ def ask_stream(client: httpx.Client, args: argparse.Namespace) -> None:
                 if event == "token":
                     print(data["text"], end="", flush=True)
                 elif event == "done":
-                    usage = data["tokens_used"]
-                    print(f"\n({data['status']}, {data['latency_ms']:.0f} ms, "
-                          f"{usage['total']} tokens)\nsources:")  # fmt: skip
-                    print_sources(data["sources"])
+                    if data.get("answer_mode") != "generated":  # it replaces the stream
+                        print(f"\n{data['answer']}", end="")
+                    print_answer_footer(data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
             if args.search_only:
                 search(client, args)
             else:
-                search(client, args)
                 (ask_stream if args.stream else ask)(client, args)
     except httpx.ConnectError:
         print(f"error: the service is not reachable at {args.url} (is serve_index.py running?)",

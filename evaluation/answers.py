@@ -1,11 +1,12 @@
 """Score a running service's answers through its public `/ask` contract.
 
-POST {"question", "top_k"} -> {"answer", "sources": [{"source", "content", "score"}],
-"tokens_used": {"prompt", "completion", "total"}, "latency_ms", "request_id", "status"?}.
+POST {"question", "top_k", "max_tokens", "prompt_version"?} -> {"answer", "answer_mode"?,
+"sources": [{"source", "content", "score"}], "tokens_used": {...}, "latency_ms", ...}.
 
-Judge-free metrics always run: citation rate, answer-context overlap (a groundedness proxy),
-refusal rates, latency percentiles and tokens per answer. With a judge URL, an OpenAI-compatible
-model also grades faithfulness and relevance (RAGAS style).
+Judge-free metrics always run on the answer text as the user gets it: loop rate, citation
+validity, share with a valid citation, groundedness (the service's own measure,
+`ragcore.grounding`), invented URLs, extractive share, refusal rates, length and latency. With a
+judge URL, an OpenAI-compatible model also grades faithfulness and relevance (RAGAS style).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,23 +24,22 @@ import numpy as np
 
 from evaluation.metrics import mean
 from evaluation.retrieval import QAItem, load_qa
-from ragcore.bm25 import STOPWORDS
+from ragcore.answer_checks import max_ngram_count
+from ragcore.citations import CITATION_RE, URL_RE
+from ragcore.grounding import supported_share
 from utils.urls import page_key
 
-_WORD_RE = re.compile(r"[a-z0-9]+(?:[._\-][a-z0-9]+)*")
-_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
-_CITE_RE = re.compile(r"\[(\d{1,2})\]")
-_URL_RE = re.compile(r"https?://[^\s)\]>\"']+")
+_CITE_RE = re.compile(r"\[(\d{1,3})\]")
+_URL_RE = URL_RE
 _REFUSAL_RE = re.compile(
     r"\b(i (do not|don't|cannot|can't) (know|answer|find)|not (mentioned|covered|found|provided)"
     r" in|(no|not enough) (relevant )?(information|context)|unable to (answer|find)|"
-    r"cannot be answered|can't be answered|outside (the|my) (scope|context))",
+    r"cannot be answered|can't be answered|outside (the|my) (scope|context)|"
+    r"does not cover|doesn't cover|could not find)",
     re.I,
 )
 _REFUSAL_STATUSES = {"refused", "no_answer", "unanswerable", "insufficient_context"}
-# The BM25 stop words plus auxiliaries: overlap is measured on words that carry content.
-_STOP = STOPWORDS | {"has", "have"}
-SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words a chunk must contain
+LOOP_NGRAM, LOOP_COUNT = 6, 3  # the issue's loop: any 6-gram repeated 3 or more times
 
 
 def load_questions(qa: Path, unanswerable: Path | None = None) -> list[QAItem]:
@@ -47,43 +48,42 @@ def load_questions(qa: Path, unanswerable: Path | None = None) -> list[QAItem]:
     return items + (load_qa(unanswerable, answerable=False) if unanswerable else [])
 
 
-def content_words(text: str) -> set[str]:
-    """Lower-cased words minus a few stop words: what overlap is measured on."""
-    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOP}
+def cited_numbers(answer: str) -> list[int]:
+    """Every number the answer cites, as written ([1], [1, 2], [Source 3])."""
+    return [int(n) for m in CITATION_RE.finditer(answer) for n in re.findall(r"\d+", m.group(1))]
 
 
-def sentences(text: str) -> list[str]:
-    """Answer sentences with at least three content words (shorter ones carry no claim)."""
-    parts = (s.strip() for s in _SENTENCE_RE.split(text))
-    return [s for s in parts if len(content_words(s)) >= 3]
-
-
-def supported_share(answer: str, contexts: list[str]) -> float:
-    """Share of the answer's sentences whose content words a single retrieved chunk mostly
-    contains (>= SUPPORT_THRESHOLD). 1.0 for an answer with no claim-bearing sentence."""
-    claims = sentences(answer)
-    if not claims:
-        return 1.0
-    chunk_words = [content_words(c) for c in contexts]
-    supported = 0
-    for claim in claims:
-        words = content_words(claim)
-        best = max((len(words & cw) / len(words) for cw in chunk_words), default=0.0)
-        supported += best >= SUPPORT_THRESHOLD
-    return supported / len(claims)
-
-
-def cites_source(answer: str, sources: list[dict[str, Any]]) -> bool:
-    """True when the answer names a retrieved source: a [n] marker within range, or a URL whose
-    path is one of the retrieved pages."""
-    if any(1 <= int(n) <= len(sources) for n in _CITE_RE.findall(answer)):
-        return True
+def invents_url(answer: str, sources: list[dict[str, Any]]) -> bool:
+    """True when the answer has a URL whose page is not among the retrieved sources."""
     pages = {page_key(str(s.get("source", ""))) for s in sources}
-    return any(page_key(url.rstrip(".,;:")) in pages for url in _URL_RE.findall(answer))
+    return any(page_key(url.rstrip(".,;:")) not in pages for url in _URL_RE.findall(answer))
+
+
+def answer_quality(
+    answer: str, sources: list[dict[str, Any]], completion_tokens: int, max_tokens: int
+) -> dict[str, float]:
+    """One answer's judge-free scores: loop (a 6-gram 3+ times, or cut at `max_tokens`),
+    citations (valid share, at least one valid), groundedness, invented URL and length."""
+    numbers = cited_numbers(answer)
+    valid = [n for n in numbers if 1 <= n <= len(sources)]
+    looped = max_ngram_count(answer, LOOP_NGRAM) >= LOOP_COUNT or completion_tokens >= max_tokens
+    scores = {
+        "loop_rate": float(looped),
+        "cut_at_max_tokens_rate": float(completion_tokens >= max_tokens),
+        "valid_citation_share": float(bool(valid)),
+        "groundedness": supported_share(answer, [str(s.get("content", "")) for s in sources]),
+        "invented_url_rate": float(invents_url(answer, sources)),
+        "answer_words": float(len(answer.split())),
+    }
+    if numbers:
+        scores["citation_validity"] = len(valid) / len(numbers)
+    return scores
 
 
 def is_refusal(response: dict[str, Any]) -> bool:
-    """A refusal by status field or by wording."""
+    """A refusal by answer mode, status field or wording."""
+    if response.get("answer_mode") == "refused":
+        return True
     status = str(response.get("status") or "").lower()
     return status in _REFUSAL_STATUSES or bool(_REFUSAL_RE.search(str(response.get("answer", ""))))
 
@@ -142,6 +142,16 @@ class _Tally:
         self.rows.setdefault(name, []).append(value)
 
 
+def _ask(client: httpx.Client, url: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    start = time.perf_counter()
+    reply = client.post(ask_url(url), json=body)
+    reply.raise_for_status()
+    response = reply.json()
+    response.setdefault("sources", [])
+    str(response["answer"])
+    return response, (time.perf_counter() - start) * 1000
+
+
 def evaluate_answers(
     items: list[QAItem],
     url: str,
@@ -150,52 +160,68 @@ def evaluate_answers(
     judge_url: str | None = None,
     judge_model: str = "judge",
     transport: httpx.BaseTransport | None = None,
+    concurrency: int = 1,
+    max_tokens: int = 256,
+    prompt_version: str | None = None,
 ) -> dict[str, float]:
-    """Ask every question once and reduce the answers to the report's metrics."""
-    tally = _Tally()
-    latencies: list[float] = []  # as the client sees them, network included
-    server_latencies: list[float] = []  # as the service reports them
-    errors = 0
+    """Ask every question once (`concurrency` at a time) and reduce the answers to the
+    report's metrics."""
+    body: dict[str, Any] = {"top_k": top_k, "max_tokens": max_tokens}
+    if prompt_version:
+        body["prompt_version"] = prompt_version
     with httpx.Client(timeout=timeout, transport=transport) as client:
-        for item in items:
-            start = time.perf_counter()
+
+        def one(item: QAItem) -> tuple[QAItem, dict[str, Any], float] | None:
             try:
-                reply = client.post(ask_url(url), json={"question": item.question, "top_k": top_k})
-                reply.raise_for_status()
-                response = reply.json()
-                response.setdefault("sources", [])
-                str(response["answer"])
+                return (item, *_ask(client, url, {**body, "question": item.question}))
             except (httpx.HTTPError, ValueError, KeyError, TypeError):
-                errors += 1
-                continue
-            latencies.append((time.perf_counter() - start) * 1000)
-            if response.get("latency_ms") is not None:
-                server_latencies.append(float(response["latency_ms"]))
-            tokens = response.get("tokens_used") or {}
-            tally.add("tokens_total", float(tokens.get("total") or 0))
-            tally.add("tokens_completion", float(tokens.get("completion") or 0))
-            refused = is_refusal(response)
-            if not item.answerable:
-                tally.add("refusal_rate_unanswerable", float(refused))
-                continue
-            tally.add("false_refusal_rate", float(refused))
-            if refused:
-                continue
-            contexts = [str(s.get("content", "")) for s in response["sources"]]
-            tally.add("citation_rate", float(cites_source(response["answer"], response["sources"])))
-            tally.add("context_overlap", supported_share(response["answer"], contexts))
-            if item.source:
-                pages = {page_key(str(s.get("source", ""))) for s in response["sources"]}
-                tally.add("source_retrieved", float(page_key(item.source) in pages))
-            if judge_url:
-                grades = judge(client, judge_url, judge_model, item, response)
-                tally.add("judge_failure_rate", float(grades is None))
-                for name, value in (grades or {}).items():
-                    tally.add(f"judge_{name}", value)
+                return None
+
+        with ThreadPoolExecutor(max(1, concurrency)) as pool:
+            answered = list(pool.map(one, items))
+        tally = _Tally()
+        for result in answered:
+            if result is not None:
+                _observe(tally, *result, max_tokens)
+                if judge_url and result[0].answerable and not is_refusal(result[1]):
+                    grades = judge(client, judge_url, judge_model, result[0], result[1])
+                    tally.add("judge_failure_rate", float(grades is None))
+                    for name, value in (grades or {}).items():
+                        tally.add(f"judge_{name}", value)
+    errors = sum(result is None for result in answered)
     report = {"questions": float(len(items)), "errors": float(errors)}
+    latencies = tally.rows.pop("latency_ms", [])
+    server_latencies = tally.rows.pop("server_latency_ms", [])
     report.update({name: mean(values) for name, values in tally.rows.items()})
     for prefix, values in (("latency", latencies), ("server_latency", server_latencies)):
-        for q in (50, 90, 99):
+        for q in (50, 95, 99):
             if values:
                 report[f"{prefix}_p{q}_ms"] = float(np.percentile(values, q))
     return report
+
+
+def _observe(
+    tally: _Tally, item: QAItem, response: dict[str, Any], ms: float, max_tokens: int
+) -> None:
+    """Add one answered question's scores to the tally."""
+    tally.add("latency_ms", ms)  # as the client sees it, network included
+    if response.get("latency_ms") is not None:
+        tally.add("server_latency_ms", float(response["latency_ms"]))
+    tokens = response.get("tokens_used") or {}
+    tally.add("tokens_total", float(tokens.get("total") or 0))
+    tally.add("tokens_completion", float(tokens.get("completion") or 0))
+    refused = is_refusal(response)
+    if not item.answerable:
+        tally.add("refusal_rate_unanswerable", float(refused))
+        return
+    tally.add("false_refusal_rate", float(refused))
+    if refused:
+        return
+    quality = answer_quality(response["answer"], response["sources"],
+                             int(tokens.get("completion") or 0), max_tokens)  # fmt: skip
+    for name, value in quality.items():
+        tally.add(name, value)
+    tally.add("extractive_share", float(response.get("answer_mode") == "extractive"))
+    if item.source:
+        pages = {page_key(str(s.get("source", ""))) for s in response["sources"]}
+        tally.add("source_retrieved", float(page_key(item.source) in pages))

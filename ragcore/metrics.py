@@ -17,17 +17,21 @@ class MetricsSink(Protocol):
 
     def request(self, route: str, status: int) -> None: ...
 
-    def tokens(self, prompt: int, completion: int) -> None: ...
+    def tokens(self, prompt: int, completion: int, prompt_version: str) -> None: ...
 
-    def first_token(self, ms: float) -> None: ...
+    def first_token(self, ms: float, prompt_version: str) -> None: ...
 
-    def per_output_token(self, ms: float) -> None: ...
+    def per_output_token(self, ms: float, prompt_version: str) -> None: ...
 
     def empty_retrieval(self, route: str) -> None: ...
 
-    def degraded(self, reason: str) -> None: ...
+    def degraded(self, reason: str, prompt_version: str) -> None: ...
 
     def batch(self, stage: str, size: int) -> None: ...
+
+    def answer(self, mode: str, prompt_version: str, reason: str) -> None: ...
+
+    def groundedness(self, value: float, prompt_version: str) -> None: ...
 
 
 class NullMetrics:
@@ -39,20 +43,26 @@ class NullMetrics:
     def request(self, route: str, status: int) -> None:
         pass
 
-    def tokens(self, prompt: int, completion: int) -> None:
+    def tokens(self, prompt: int, completion: int, prompt_version: str) -> None:
         pass
 
-    def first_token(self, ms: float) -> None:
+    def first_token(self, ms: float, prompt_version: str) -> None:
         pass
 
-    def per_output_token(self, ms: float) -> None:
+    def per_output_token(self, ms: float, prompt_version: str) -> None:
         pass
 
     def empty_retrieval(self, route: str) -> None:
         pass
 
-    def degraded(self, reason: str) -> None:
+    def degraded(self, reason: str, prompt_version: str) -> None:
         pass
 
     def batch(self, stage: str, size: int) -> None:
+        pass
+
+    def answer(self, mode: str, prompt_version: str, reason: str) -> None:
+        pass
+
+    def groundedness(self, value: float, prompt_version: str) -> None:
         pass

@@ -21,6 +21,16 @@ class Hit:
     source: str
     score: float
     title: str = ""
+    relevance: float = 0.0  # cosine similarity of chunk and query: the refusal signal
+
+    @property
+    def page_title(self) -> str:
+        return self.title.split(" > ", 1)[0]
+
+    @property
+    def section(self) -> str:
+        parts = self.title.split(" > ", 1)
+        return parts[1] if len(parts) > 1 else ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str = "stop"  # "length" when cut at max_tokens, or the engine's reason
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,7 @@ class GenerationDelta:
     text: str
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,9 +83,45 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class DecodingParams:
+    """What one generation is sampled with: settings, then the prompt version's defaults, then
+    the request's own values within the server's limits."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    stop: tuple[str, ...] = ()
+    loop_ngram_tokens: int = 0
+    loop_min_count: int = 3
+
+
+@dataclass(frozen=True)
+class Validation:
+    """The checks an answer went through before leaving the service, with their scores."""
+
+    passed: bool
+    reasons: tuple[str, ...] = ()
+    max_ngram_count: int = 0  # most repeats of one word n-gram (a loop repeats many)
+    groundedness: float = 0.0  # share of sentences a retrieved chunk supports
+    valid_citations: int = 0  # citations to retrieved sources in the final answer
+    invalid_citations: int = 0  # numbers the model cited that were not retrieved
+    urls_removed: int = 0  # URLs the model wrote that are not among the sources
+    chars: int = 0
+
+
+AnswerMode = Literal["generated", "extractive", "refused"]
+
+
+@dataclass(frozen=True)
 class Answer:
-    """What /ask returns before the HTTP layer shapes it. `status` is "degraded" when the
-    answer carries sources but no generated text (the generator failed or is disabled)."""
+    """What /ask returns before the HTTP layer shapes it.
+
+    `mode` says where the text comes from: the model (validated), the retrieved sentences
+    themselves, or a refusal because nothing relevant was retrieved. `status` is "degraded"
+    when the generator failed or is disabled. `citations` are 1-based numbers into
+    `sources`, which hold everything retrieved, in prompt order."""
 
     text: str
     sources: list[Hit]
@@ -81,6 +129,11 @@ class Answer:
     latency_ms: float
     status: Literal["ok", "degraded"] = "ok"
     message: str = ""
+    mode: AnswerMode = "generated"
+    citations: tuple[int, ...] = ()
+    validation: Validation | None = None
+    prompt_version: str = ""
+    stop_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,10 +172,12 @@ class Searcher(Protocol):
 class Generator(Protocol):
     """Chat completion from an LLM engine, whole or streamed."""
 
-    async def generate(self, messages: list[dict[str, str]], max_tokens: int) -> Generation: ...
+    async def generate(
+        self, messages: list[dict[str, str]], params: DecodingParams
+    ) -> Generation: ...
 
     def stream(
-        self, messages: list[dict[str, str]], max_tokens: int
+        self, messages: list[dict[str, str]], params: DecodingParams
     ) -> AsyncIterator[GenerationDelta]: ...
 
     async def readiness(self) -> Readiness: ...

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import faiss
@@ -31,6 +31,7 @@ class RetrievedChunk:
     score: float
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    cosine: float = 0.0  # query-chunk similarity, whichever leg found it (0.0: no vector)
 
 
 @dataclass
@@ -82,6 +83,7 @@ class HybridRetriever:
         # Normalised once here, not per candidate per query: what `dedupe` compares.
         self._dedupe_keys = [" ".join(_WORD_RE.findall(c.text.lower())) for c in published.chunks]
         self._flat_vectors = _flat_vectors(published.index)
+        self._row_of = {id(c): row for row, c in enumerate(published.chunks)}
 
     @property
     def version(self) -> str:
@@ -120,10 +122,31 @@ class HybridRetriever:
         dense: list[list[tuple[int, float]]] = [[] for _ in queries]
         if mode != "lexical" and vectors is not None:
             dense = self._dense(vectors, depth)
-        return [
+        results = [
             self._fuse(query, dense_hits, k, mode)
             for query, dense_hits, k in zip(queries, dense, ks, strict=True)
         ]
+        if vectors is not None:
+            results = [self._with_cosines(r, v) for r, v in zip(results, vectors, strict=True)]
+        return results
+
+    def _with_cosines(
+        self, results: list[RetrievedChunk], vector: np.ndarray
+    ) -> list[RetrievedChunk]:
+        """Fill in the cosine of chunks only BM25 found: relevance must not depend on the leg."""
+        missing = [i for i, r in enumerate(results) if r.dense_rank is None]
+        if not missing:
+            return results
+        rows = [self._row_of[id(results[i].chunk)] for i in missing]
+        if self._flat_vectors is not None:
+            chunk_vectors = self._flat_vectors[rows]
+        else:
+            chunk_vectors = np.stack([self.published.index.reconstruct(r) for r in rows])
+        cosines = chunk_vectors @ np.asarray(vector, dtype=np.float32).ravel()
+        fixed = list(results)
+        for i, cosine in zip(missing, cosines, strict=True):
+            fixed[i] = replace(results[i], cosine=float(cosine))
+        return fixed
 
     def _fuse(
         self, query: str, dense: list[tuple[int, float]], k: int, mode: Mode
@@ -172,7 +195,8 @@ class HybridRetriever:
                     continue
                 seen.add(text)
             per_page[chunk.page_url] += 1
-            results.append(RetrievedChunk(chunk, key(cand), cand.dense_rank, cand.lexical_rank))
+            results.append(RetrievedChunk(chunk, key(cand), cand.dense_rank, cand.lexical_rank,
+                                          cand.cosine))  # fmt: skip
             if len(results) >= k:
                 break
         return results

@@ -25,7 +25,7 @@ def to_hit(result: RetrievedChunk) -> Hit:
     """The service's view of a retrieved chunk."""
     chunk = result.chunk
     title = " > ".join(t for t in (chunk.page_title, chunk.section_title) if t)
-    return Hit(chunk.text, chunk.source, round(result.score, 6), title)
+    return Hit(chunk.text, chunk.source, round(result.score, 6), title, round(result.cosine, 4))
 
 
 class SearchEngine:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
+from ragcore.answer_stream import StreamGuard
+from ragcore.answering import AnswerPolicy, AskOptions, FinishedAnswer
 from ragcore.metrics import MetricsSink, NullMetrics
-from ragcore.prompts import build_messages
 from ragcore.protocols import (
     Answer,
     AnswerDone,
     AnswerEvent,
     AnswerToken,
+    DecodingParams,
+    GenerationDelta,
     Generator,
     Hit,
     Readiness,
@@ -26,7 +30,6 @@ from utils.logs import get_logger
 from utils.settings import ServiceSettings
 
 log = get_logger("service")
-NO_CONTEXT_ANSWER = "I could not find anything about that in the documentation."
 WARMUP_QUESTION = "How do I configure the number of replicas of a deployment?"
 
 
@@ -43,8 +46,10 @@ class RAGService:
         generator: Generator | None,
         settings: ServiceSettings,
         metrics: MetricsSink | None = None,
+        policy: AnswerPolicy | None = None,
     ) -> None:
         self.searcher = searcher
+        self.policy = policy or AnswerPolicy(settings.answers, settings.generator)
         self.generator = generator
         self.settings = settings
         self.metrics = metrics or NullMetrics()
@@ -66,11 +71,13 @@ class RAGService:
         deadline = time.monotonic() + gen.warmup_timeout_s
         filler = [Hit("Replicas are set with num_replicas in the deployment options. " * 12,
                       f"warmup#{i}", 1.0) for i in range(5)]  # fmt: skip
-        messages = build_messages(WARMUP_QUESTION, filler, gen.max_context_chars)
+        messages = self.policy.template(None).render(WARMUP_QUESTION, filler, gen.max_context_chars)
         while True:
             start = time.perf_counter()
             try:
-                await asyncio.wait_for(self.generator.generate(messages, 8), gen.timeout_s)
+                await asyncio.wait_for(
+                    self.generator.generate(messages, DecodingParams(max_tokens=8)), gen.timeout_s
+                )
                 self.generator_state = "ready"
                 log.info("generator warm", extra={"warmup_ms": round(_ms(start), 1)})
                 return
@@ -106,93 +113,159 @@ class RAGService:
         """Top-k hits; IndexNotReadyError (503) when no usable index is loaded."""
         return await self.searcher.search(query, k, route)
 
-    def _prompt(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
-        return build_messages(question, hits, self.settings.generator.max_context_chars)
+    async def ask(self, question: str, top_k: int, options: AskOptions | None = None) -> Answer:
+        """A validated, cited answer: generated when it passes the checks, else extractive;
+        refused when nothing relevant was retrieved. It is generated as a stream, so a loop
+        is cut as it starts, as on /ask/stream. RequestRejectedError (422) for options the
+        server does not allow; OverloadedError (429) when the engine is full."""
+        answer: Answer | None = None
+        async for event in self._events(question, top_k, options or AskOptions(), "ask"):
+            if isinstance(event, AnswerDone):
+                answer = event.answer
+        assert answer is not None
+        return answer
 
-    async def ask(self, question: str, top_k: int, max_tokens: int | None) -> Answer:
-        """A grounded answer; degrades to sources only when generation fails or times out."""
-        start = time.perf_counter()
-        outcome = await self.search(question, top_k, route="ask")
-        hits = outcome.hits
-        if not hits:
-            return Answer(NO_CONTEXT_ANSWER, [], Usage(), _ms(start),
-                          message="no relevant passages were found")  # fmt: skip
-        if self.generator is None:
-            return self._degraded(hits, start, "generator is disabled")
-        gen_start = time.perf_counter()
-        try:
-            generation = await asyncio.wait_for(
-                self.generator.generate(
-                    self._prompt(question, hits), max_tokens or self.settings.generator.max_tokens
-                ),
-                self.settings.generator.timeout_s,
-            )
-        except TimeoutError:
-            return self._degraded(hits, start, "the generator timed out")
-        except OverloadedError:
-            raise  # a 429 with Retry-After: the client should come back, not get no answer
-        except Exception as exc:
-            log.warning("generation failed", extra={"error": repr(exc)[:500]})
-            return self._degraded(hits, start, "the generator is unavailable")
-        gen_ms = _ms(gen_start)
-        self.metrics.stage("generate", "ask", gen_ms)
-        self.metrics.tokens(generation.prompt_tokens, generation.completion_tokens)
-        if generation.completion_tokens:
-            self.metrics.per_output_token(gen_ms / generation.completion_tokens)
-        usage = Usage(generation.prompt_tokens, generation.completion_tokens)
-        self.generator_state = "ready"
-        return Answer(generation.text.strip(), hits, usage, _ms(start))
-
-    def _degraded(self, hits: list[Hit], start: float, reason: str) -> Answer:
-        self.metrics.degraded(reason)
-        return Answer("", hits, Usage(), _ms(start), "degraded",
-                      f"{reason}; returning the retrieved sources without an answer")  # fmt: skip
-
-    async def ask_stream(
-        self, question: str, top_k: int, max_tokens: int | None
+    def ask_stream(
+        self, question: str, top_k: int, options: AskOptions | None = None
     ) -> AsyncIterator[AnswerEvent]:
-        """`AnswerToken`s as the engine produces them, then one `AnswerDone`. Search errors
-        raise before the first event; closing the iterator cancels generation."""
-        start = time.perf_counter()
-        outcome = await self.search(question, top_k, route="ask_stream")
-        hits = outcome.hits
-        if not hits:
-            yield AnswerToken(NO_CONTEXT_ANSWER)
-            yield AnswerDone(Answer(NO_CONTEXT_ANSWER, [], Usage(), _ms(start),
-                                    message="no relevant passages were found"))  # fmt: skip
-            return
+        """Screened `AnswerToken`s as the engine produces them, then one `AnswerDone` with the
+        final answer (which replaces the streamed text when it is extractive). Search and
+        option errors raise before the first event; closing the iterator cancels generation;
+        a stream that starts to loop is cut."""
+        return self._events(question, top_k, options or AskOptions(), "ask_stream")
+
+    @property
+    def _context_chars(self) -> int:
+        return self.settings.generator.max_context_chars
+
+    def _without_generation(self, question: str, hits: list[Hit]) -> FinishedAnswer | None:
+        """The answer when the model must not or cannot be asked: nothing relevant was
+        retrieved (refuse), or there is no generator (quote the sources)."""
+        if not self.policy.relevant(hits):
+            return self.policy.refusal()
         if self.generator is None:
-            yield AnswerDone(self._degraded(hits, start, "generator is disabled"))
+            return self.policy.extractive(question, hits, None, "", "the generator is disabled",
+                                          "generator_disabled")  # fmt: skip
+        return None
+
+    def _degraded(self, question: str, hits: list[Hit], why: str, version: str) -> FinishedAnswer:
+        self.metrics.degraded(why, version)
+        return self.policy.extractive(question, hits, None, "error",
+                                      f"{why}; quoting the retrieved sources instead",
+                                      "generator_error")  # fmt: skip
+
+    def _answer(
+        self,
+        finished: FinishedAnswer,
+        hits: list[Hit],
+        usage: Usage,
+        start: float,
+        version: str,
+        status: Literal["ok", "degraded"] = "ok",
+    ) -> Answer:
+        """The domain answer, counted in the answer metrics."""
+        if self.generator is None and finished.mode != "refused":
+            status = "degraded"
+        validation = finished.validation
+        self.metrics.answer(finished.mode, version, finished.reason)
+        if validation is not None:
+            self.metrics.groundedness(validation.groundedness, version)
+        return Answer(finished.text, hits, usage, _ms(start), status, finished.message,
+                      finished.mode, finished.citations, validation, version,
+                      finished.stop_reason)  # fmt: skip
+
+    def _count_tokens(self, usage: Usage, gen_ms: float, version: str) -> None:
+        self.metrics.tokens(usage.prompt, usage.completion, version)
+        if usage.completion:
+            self.metrics.per_output_token(gen_ms / usage.completion, version)
+
+    async def _events(
+        self, question: str, top_k: int, options: AskOptions, route: str
+    ) -> AsyncIterator[AnswerEvent]:
+        start = time.perf_counter()
+        template = self.policy.template(options.prompt_version)
+        params = self.policy.decoding(template, options)
+        hits = (await self.search(question, top_k, route=route)).hits
+        early = self._without_generation(question, hits)
+        if early is not None:
+            yield AnswerToken(early.text)
+            yield AnswerDone(self._answer(early, hits, Usage(), start, template.version))
             return
-        usage, status, message, parts = Usage(), "ok", "", []
-        first_token_at: float | None = None
+        assert self.generator is not None  # _without_generation answered otherwise
+        guard = StreamGuard(hits, self.policy.settings.validation)
+        run = _Run(template.version)
+        stream = self.generator.stream(template.render(question, hits, self._context_chars), params)
         deadline = time.monotonic() + self.settings.generator.timeout_s
-        stream = self.generator.stream(
-            self._prompt(question, hits), max_tokens or self.settings.generator.max_tokens
-        )
         try:
-            async for delta in stream:
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                if delta.text:
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                        self.metrics.first_token((first_token_at - start) * 1000)
-                    parts.append(delta.text)
-                    yield AnswerToken(delta.text)
-                if delta.completion_tokens is not None:
-                    usage = Usage(delta.prompt_tokens or 0, delta.completion_tokens)
+            while not guard.looped:
+                try:
+                    left = max(0.001, deadline - time.monotonic())
+                    delta = await asyncio.wait_for(anext(stream), left)
+                except StopAsyncIteration:
+                    break
+                safe = self._take(delta, guard, run, start)
+                if safe:
+                    yield AnswerToken(safe)
+        except OverloadedError:
+            if run.first_token_at is None:
+                raise  # a 429 with Retry-After, before any answer was sent
+            run.failure = "generation stopped: the engine is overloaded"
         except Exception as exc:
-            status, message = "degraded", f"generation stopped: {type(exc).__name__}"
-            self.metrics.degraded("stream failed")
+            run.failure = ("the generator timed out" if isinstance(exc, TimeoutError)
+                           else f"the generator is unavailable ({type(exc).__name__})")  # fmt: skip
+            failed = {"error": repr(exc)[:500], "prompt_version": template.version}
+            log.warning("generation failed", extra=failed)
         finally:
             await _aclose(stream)
-        self.metrics.tokens(usage.prompt, usage.completion)
-        if first_token_at is not None and usage.completion > 1:
-            self.metrics.per_output_token(_ms(first_token_at) / (usage.completion - 1))
-        self.metrics.stage("generate", "ask_stream", _ms(start))
-        yield AnswerDone(Answer("".join(parts).strip(), hits, usage, _ms(start),
-                                status, message))  # type: ignore[arg-type]  # fmt: skip
+        tail = guard.flush()
+        if tail and not guard.looped:
+            yield AnswerToken(tail)
+        yield AnswerDone(self._finish(question, hits, guard, run, start, route))
+
+    def _take(self, delta: GenerationDelta, guard: StreamGuard, run: _Run, start: float) -> str:
+        """Account for one engine delta; return its screened text."""
+        safe = ""
+        if delta.text:
+            if run.first_token_at is None:
+                run.first_token_at = time.perf_counter()
+                self.metrics.first_token((run.first_token_at - start) * 1000, run.version)
+            safe = guard.feed(delta.text)
+            if guard.looped:
+                run.stop_reason = "repetition"
+        if delta.completion_tokens is not None:
+            run.usage = Usage(delta.prompt_tokens or 0, delta.completion_tokens)
+        if delta.finish_reason and not guard.looped:
+            run.stop_reason = delta.finish_reason
+        return safe
+
+    def _finish(
+        self, question: str, hits: list[Hit], guard: StreamGuard, run: _Run, start: float,
+        route: str,
+    ) -> Answer:  # fmt: skip
+        """The checked answer of a finished (or failed, or cut) generation."""
+        self.metrics.stage("generate", route, _ms(start))
+        if run.first_token_at is not None:
+            self._count_tokens(run.usage, _ms(run.first_token_at), run.version)
+            self.generator_state = "ready"
+        if run.failure and not guard.text.strip():
+            finished = self._degraded(question, hits, run.failure, run.version)
+            return self._answer(finished, hits, run.usage, start, run.version, "degraded")
+        stop = "length" if run.failure else run.stop_reason
+        finished = self.policy.finish(question, guard.text, hits, stop)
+        if run.failure:
+            finished = replace(finished, message=f"{run.failure}; {finished.message}".rstrip("; "))
+        return self._answer(finished, hits, run.usage, start, run.version)
+
+
+@dataclass
+class _Run:
+    """What one generation has produced so far."""
+
+    version: str
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: str = "stop"
+    failure: str = ""
+    first_token_at: float | None = None
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:

@@ -16,7 +16,7 @@ from pipelines.chunk import SectionChunker
 from ragcore.documents import Page, Section
 from ragcore.index_format import publish
 from ragcore.index_manager import IndexManager
-from ragcore.protocols import Generation, GenerationDelta, Readiness
+from ragcore.protocols import DecodingParams, Generation, GenerationDelta, Readiness
 from ragcore.search import SearchEngine
 from ragcore.service import RAGService
 from utils.settings import BuildSettings, ChunkingSettings, ServiceSettings
@@ -52,16 +52,22 @@ class ScriptedGenerator:
         self.fail = fail
         self.closed = False
         self.last_messages: list[dict[str, str]] = []
+        self.last_params: DecodingParams | None = None
 
-    async def generate(self, messages: list[dict[str, str]], max_tokens: int) -> Generation:
+    async def generate(self, messages: list[dict[str, str]], params: DecodingParams) -> Generation:
         self.last_messages = messages
+        self.last_params = params
         if self.fail:
             raise ConnectionError("engine down")
         return Generation(self.text, prompt_tokens=100, completion_tokens=7)
 
     async def stream(
-        self, messages: list[dict[str, str]], max_tokens: int
+        self, messages: list[dict[str, str]], params: DecodingParams
     ) -> AsyncIterator[GenerationDelta]:
+        self.last_messages = messages
+        self.last_params = params
+        if self.fail:
+            raise ConnectionError("engine down")
         try:
             for word in self.text.split(" "):
                 yield GenerationDelta(word + " ")
@@ -112,6 +118,8 @@ def make_service(
     """A RAGService over the real index manager and search engine, with a hashed embedder;
     the index is loaded and the generator is not warmed up (warm-up tests set it)."""
     overrides.setdefault("generator", {"warmup_timeout_s": 0})
+    # Hashed vectors have no meaningful cosine: refusal is tested on its own (it sets this).
+    overrides.setdefault("answers", {"min_relevance": -1.0})
     settings = ServiceSettings(index_dir=index_dir, **overrides)
     manager = IndexManager(settings)
     manager.refresh()

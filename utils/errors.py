@@ -23,3 +23,8 @@ class OverloadedError(Exception):
 
 class UnavailableError(Exception):
     """A part the request needs is down (a replica died, a call failed); retry later."""
+
+
+class RequestRejectedError(Exception):
+    """A well-formed request asks for something this server does not allow (an unknown prompt
+    version, a decoding value past the server's limit): a 422 whose message says what to use."""

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from utils.answer_settings import AnswerSettings
+from utils.paths import PROJECT_ROOT
+
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR_DIR = PROJECT_ROOT / "models" / "smollm2-135m-instruct"
 
@@ -313,6 +315,10 @@ class ServiceSettings(BaseModel):
     )
     generator: GeneratorSettings = Field(
         default_factory=GeneratorSettings, description="LLM settings."
+    )
+    answers: AnswerSettings = Field(
+        default_factory=AnswerSettings,
+        description="Answer policy: prompt version, decoding, validation, refusal.",
     )
     call_timeout_s: float = Field(
         default=15.0, gt=0, le=600, description="Timeout of the search (embed + retrieve) call."

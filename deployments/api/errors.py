@@ -8,7 +8,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.api.schemas import ErrorResponse, FieldError, ValidationErrorResponse
-from utils.errors import IndexNotReadyError, InputError, OverloadedError, UnavailableError
+from utils.errors import (
+    IndexNotReadyError,
+    InputError,
+    OverloadedError,
+    RequestRejectedError,
+    UnavailableError,
+)
 from utils.logs import request_id_var
 
 
@@ -72,6 +78,10 @@ async def _overloaded(request: Request, exc: Exception) -> JSONResponse:
                           {"Retry-After": retry})  # fmt: skip
 
 
+async def _rejected(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(422, f"invalid request: {exc}")
+
+
 async def _timeout(request: Request, exc: Exception) -> JSONResponse:
     return error_response(504, "an internal call timed out; try again")
 
@@ -82,6 +92,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IndexNotReadyError, _not_ready)
     app.add_exception_handler(InputError, _misconfigured)
+    app.add_exception_handler(RequestRejectedError, _rejected)
     app.add_exception_handler(UnavailableError, _unavailable)
     app.add_exception_handler(OverloadedError, _overloaded)
     app.add_exception_handler(TimeoutError, _timeout)

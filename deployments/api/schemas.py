@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
+from ragcore.answering import AskOptions
 from ragcore.protocols import Answer, Hit
 
 MAX_QUERY_CHARS = 2000
@@ -70,6 +80,31 @@ class AskRequest(BaseModel):
     max_tokens: StrictInt | None = Field(
         default=None, ge=1, le=2048, description="Answer length cap; default from settings."
     )
+    prompt_version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Prompt template version (prompts/*.yaml); default from settings. "
+        "An unknown version gets a 422 listing the known ones.",
+    )
+    repetition_penalty: StrictFloat | None = Field(
+        default=None, ge=1.0, le=2.0,
+        description="Decoding override; the server rejects values above its limit (422).",
+    )  # fmt: skip
+    frequency_penalty: StrictFloat | None = Field(
+        default=None, ge=0.0, le=2.0,
+        description="Decoding override; the server rejects values above its limit (422).",
+    )  # fmt: skip
+    presence_penalty: StrictFloat | None = Field(
+        default=None, ge=0.0, le=2.0,
+        description="Decoding override; the server rejects values above its limit (422).",
+    )  # fmt: skip
+
+    def options(self) -> AskOptions:
+        """The answer options this request chose."""
+        return AskOptions(self.prompt_version, self.max_tokens, self.repetition_penalty,
+                          self.frequency_penalty, self.presence_penalty)  # fmt: skip
 
     @field_validator("question")
     @classmethod
@@ -80,9 +115,35 @@ class AskRequest(BaseModel):
 class Source(BaseModel):
     """A retrieved chunk the answer may cite, numbered as in the prompt ([1], [2], ...)."""
 
-    source: str
+    number: int = Field(description="The [n] that cites this chunk.")
+    source: str = Field(description="Page URL plus #section anchor.")
     content: str
-    score: float
+    score: float = Field(description="Fused retrieval score (higher is better).")
+    title: str = Field(default="", description="Page title.")
+    section: str = Field(default="", description="Section title.")
+
+
+class Citation(BaseModel):
+    """A source the answer cites."""
+
+    number: int = Field(description="The [n] used in the answer text.")
+    url: str = Field(description="Page URL plus #section anchor.")
+    title: str = Field(description="Page title.")
+    section: str = Field(description="Section title.")
+    score: float = Field(description="Fused retrieval score.")
+
+
+class ValidationReport(BaseModel):
+    """The checks the generated answer went through, with their scores."""
+
+    passed: bool
+    reasons: list[str] = Field(description="Each failed check, e.g. 'repetition: ...'.")
+    max_ngram_count: int = Field(description="Most repeats of one 6-word sequence.")
+    groundedness: float = Field(description="Share of sentences a retrieved chunk supports.")
+    valid_citations: int
+    invalid_citations: int = Field(description="Cited numbers that were not retrieved.")
+    urls_removed: int = Field(description="URLs the model wrote that are not among sources.")
+    chars: int
 
 
 class TokenUsage(BaseModel):
@@ -94,10 +155,22 @@ class TokenUsage(BaseModel):
 
 
 class AskResponse(BaseModel):
-    """A grounded answer with its sources; `status` is "degraded" when generation failed."""
+    """An answer with its sources. `answer_mode`: `generated` (passed validation),
+    `extractive` (quoted retrieved sentences, because the generated answer failed a check or
+    the generator is down) or `refused` (nothing relevant was retrieved). `status` is
+    "degraded" when the generator failed or is disabled."""
 
     answer: str
-    sources: list[Source]
+    answer_mode: Literal["generated", "extractive", "refused"] = "generated"
+    citations: list[Citation] = Field(description="The sources the answer cites.")
+    sources: list[Source] = Field(description="Everything retrieved, numbered as in the prompt.")
+    validation: ValidationReport | None = Field(
+        default=None, description="Checks of the generated answer; null if none was generated."
+    )
+    prompt_version: str = ""
+    stop_reason: str = Field(
+        default="", description="Why generation ended: stop, length, repetition or error."
+    )
     tokens_used: TokenUsage
     latency_ms: float
     request_id: str
@@ -171,9 +244,38 @@ def to_hit(hit: Hit) -> SearchHit:
 def to_ask_response(answer: Answer, request_id: str) -> AskResponse:
     """A domain answer as the /ask body (also the data of the SSE `done` event)."""
     usage = answer.usage
+    hits = answer.sources
+    validation = answer.validation
     return AskResponse(
         answer=answer.text,
-        sources=[Source(source=h.source, content=h.content, score=h.score) for h in answer.sources],
+        answer_mode=answer.mode,
+        citations=[
+            Citation(
+                number=n,
+                url=hits[n - 1].source,
+                title=hits[n - 1].page_title,
+                section=hits[n - 1].section,
+                score=hits[n - 1].score,
+            )
+            for n in answer.citations
+            if 1 <= n <= len(hits)
+        ],
+        sources=[
+            Source(
+                number=n,
+                source=h.source,
+                content=h.content,
+                score=h.score,
+                title=h.page_title,
+                section=h.section,
+            )
+            for n, h in enumerate(hits, start=1)
+        ],
+        validation=None
+        if validation is None
+        else ValidationReport(**{**asdict(validation), "reasons": list(validation.reasons)}),
+        prompt_version=answer.prompt_version,
+        stop_reason=answer.stop_reason,
         tokens_used=TokenUsage(prompt=usage.prompt, completion=usage.completion, total=usage.total),
         latency_ms=answer.latency_ms,
         request_id=request_id,

@@ -7,6 +7,8 @@ so readiness is checked on both sides of the first publish.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import threading
 import time
 from collections import Counter
@@ -33,6 +35,16 @@ Every winter, zebra herds cross the Mara river to reach fresh grazing in the sou
 Lions and crocodiles wait at the river crossings.
 """
 ROOT = Path(__file__).resolve().parents[2]
+# A prompt that makes the model loop on purpose, with the anti-loop decoding off: the service's
+# own checks must cut it and answer from the sources instead.
+LOOP_TEMPLATE = """version: loop-test
+system: You repeat the user's last sentence again and again, forever. Never stop.
+context_item: "[{n}] {title}\\n{content}"
+user: "{context}\\n\\nQuestion: {question}\\n\\nRepeat forever: Purple bananas sing at \\
+  midnight. Purple bananas sing at midnight. Purple bananas sing at midnight. Purple bananas \\
+  sing at midnight."
+decoding: {repetition_penalty: 1.0, loop_ngram_tokens: 0}
+"""
 
 
 @dataclass
@@ -71,10 +83,16 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iter
     index_dir = work / "index"
     corpus = write_corpus(work / "guides", pages=12)
     (corpus / "zebra.md").write_text(ZEBRA_PAGE)
+    for page in (ROOT / "guide").glob("*.md"):  # real prose for the answer checks
+        (corpus / page.name).write_text(page.read_text())
+    prompts = work / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    (prompts / "loop-test.yaml").write_text(LOOP_TEMPLATE)
     # Two Ingress replicas: the replica-loss test kills one while the other serves.
     args = {"index_dir": str(index_dir), "index_poll_s": 0.5,
             "ingress": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 1}},
-            "generator": {"max_tokens": 48, "timeout_s": 300}}  # fmt: skip
+            "generator": {"max_tokens": 48, "timeout_s": 300},
+            "answers": {"prompts_dir": str(prompts)}}  # fmt: skip
     serve.run(build_app(args), name="rag", route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
     before = wait_for(lambda: _readyz(url), 900, "the app to answer /readyz", every=1.0)
@@ -131,6 +149,68 @@ def test_ask_generates_with_real_vllm(live_app: LiveApp) -> None:
     usage = body["tokens_used"]
     assert usage["prompt"] > 50 and 0 < usage["completion"] <= 48
     assert usage["total"] == usage["prompt"] + usage["completion"]
+
+
+def _sse_done(url: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The streamed text and the `done` event's data of one /ask/stream call."""
+    streamed, done = "", {}
+    with httpx.stream("POST", f"{url}/ask/stream", json=body, timeout=300) as response:
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+                streamed += data["text"] if name == "token" else ""
+                done = data if name == "done" else done
+    return streamed, done
+
+
+def _assert_cited_from_sources(body: dict[str, Any]) -> None:
+    """Every [n] in the answer is a listed citation, every citation a retrieved source, and
+    no URL in the text is outside the sources."""
+    numbers = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
+    assert numbers and numbers == {c["number"] for c in body["citations"]}, body
+    urls = {s["source"]: s for s in body["sources"]}
+    assert all(c["url"] in urls and 1 <= c["number"] <= len(urls) for c in body["citations"])
+    assert "http" not in body["answer"]
+
+
+def test_ask_and_stream_return_validated_answers_with_real_sources(live_app: LiveApp) -> None:
+    question = {"question": "How do I resume an interrupted index build?", "top_k": 3,
+                "max_tokens": 160}  # fmt: skip
+    whole = httpx.post(f"{live_app.url}/ask", json=question, timeout=300).json()
+    _, streamed = _sse_done(live_app.url, question)
+    for body in (whole, streamed):
+        assert body["answer_mode"] in ("generated", "extractive"), body
+        assert body["prompt_version"] == "answer-v2" and body["validation"] is not None
+        if body["answer_mode"] == "generated":
+            assert body["validation"]["passed"] and body["validation"]["groundedness"] >= 0.5
+        _assert_cited_from_sources(body)
+        assert any(s["source"].startswith("guides/build-job.md") for s in body["sources"])
+
+
+def test_a_forced_loop_is_cut_and_answered_extractively(live_app: LiveApp) -> None:
+    question = {"question": "How do I resume an interrupted index build?", "top_k": 3,
+                "max_tokens": 200, "prompt_version": "loop-test"}  # fmt: skip
+    streamed, done = _sse_done(live_app.url, question)
+    assert done["answer_mode"] == "extractive" and done["stop_reason"] == "repetition", done
+    assert not done["validation"]["passed"] and done["validation"]["reasons"]
+    assert done["tokens_used"]["completion"] < 200  # cut, not run to max_tokens
+    assert streamed.lower().count("purple bananas") <= 3
+    _assert_cited_from_sources(done)
+    whole = httpx.post(f"{live_app.url}/ask", json=question, timeout=300).json()
+    assert whole["answer_mode"] == "extractive" and not whole["validation"]["passed"]
+    assert "bananas" not in whole["answer"].lower()
+
+
+def test_an_out_of_corpus_question_is_refused(live_app: LiveApp) -> None:
+    body = httpx.post(f"{live_app.url}/ask", timeout=300,
+                      json={"question": "How do I create a pivot table in Microsoft Excel?"}
+                      ).json()  # fmt: skip
+    assert body["answer_mode"] == "refused" and body["citations"] == [], body
+    assert body["tokens_used"]["completion"] == 0 and body["sources"]
 
 
 def test_stream_delivers_tokens_before_the_end(live_app: LiveApp) -> None:
@@ -220,6 +300,7 @@ def test_generator_failure_degrades_ask(live_app: LiveApp) -> None:
     response = httpx.post(f"{url}/ask", json={"question": "batching in guide 6"}, timeout=120)
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"
+    assert body["answer_mode"] == "extractive" and "[1]" in body["answer"]
     assert body["sources"] and "generator" in body["message"]
     assert httpx.get(f"{url}/readyz", timeout=10).json()["generator"].startswith("unavailable")
     serve.delete("broken")
@@ -233,7 +314,8 @@ def test_metrics_endpoint_exposes_custom_metrics(live_app: LiveApp) -> None:
         list(response.iter_lines())  # fmt: skip
     wanted = ["ray_rag_stage_latency_ms", "ray_rag_requests", "ray_rag_prompt_tokens",
               "ray_rag_completion_tokens", "ray_rag_time_to_first_token_ms",
-              "ray_rag_time_per_output_token_ms"]  # fmt: skip
+              "ray_rag_time_per_output_token_ms", "ray_rag_answers",
+              "ray_rag_answer_groundedness"]  # fmt: skip
     missing: list[str] = list(wanted)
 
     def scrape() -> bool:

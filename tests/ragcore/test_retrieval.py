@@ -6,10 +6,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ragcore.bm25 import BM25Index, tokenize
 from ragcore.index_format import load_index
-from ragcore.retrieval import HybridRetriever
+from ragcore.retrieval import HybridRetriever, RetrievedChunk
 from tests.helpers import PAGES, hash_vector, publish_tiny_index
 from utils.settings import RetrievalSettings
 
@@ -51,4 +52,14 @@ def test_search_many_equals_search_one_by_one(tmp_path: Path) -> None:
     vectors = np.stack([hash_vector(q) for q in queries])
     batched = retriever.search_many(queries, vectors, [2] * len(queries))
     single = [retriever.search(q, v, 2) for q, v in zip(queries, vectors, strict=True)]
-    assert batched == single
+
+    def ranked(results: list[list[RetrievedChunk]]) -> list[list[tuple[object, ...]]]:
+        return [[(r.chunk.id, r.score, r.dense_rank, r.lexical_rank) for r in hits]
+                for hits in results]  # fmt: skip
+
+    assert ranked(batched) == ranked(single)
+    # Every hit carries its true cosine, whichever leg found it (the refusal signal).
+    for hits, vector in zip(batched, vectors, strict=True):
+        for r in hits:
+            assert r.cosine == pytest.approx(float(hash_vector(r.chunk.embed_text(True)) @ vector),
+                                             abs=1e-5)  # fmt: skip

@@ -12,7 +12,7 @@ from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, SSE, responses
 from deployments.api.schemas import AskRequest, AskResponse, to_ask_response
 from ragcore.protocols import AnswerDone, AnswerEvent, AnswerToken
-from utils.logs import get_logger
+from utils.logs import get_logger, request_id_var
 
 router = APIRouter(tags=["answers"])
 log = get_logger("http")
@@ -23,10 +23,11 @@ log = get_logger("http")
 async def ask(
     req: AskRequest, request: Request, service: ServiceDep, request_id: RequestIdDep
 ) -> AskResponse:
-    answer = await service.ask(req.question, req.top_k, req.max_tokens)
+    answer = await service.ask(req.question, req.top_k, req.options())
     request.state.log_extra = {"tokens_prompt": answer.usage.prompt,
                                "tokens_completion": answer.usage.completion,
-                               "answer_status": answer.status}  # fmt: skip
+                               "answer_status": answer.status, "answer_mode": answer.mode,
+                               "prompt_version": answer.prompt_version}  # fmt: skip
     return to_ask_response(answer, request_id)
 
 
@@ -35,8 +36,10 @@ async def ask(
 async def ask_stream(
     req: AskRequest, request: Request, service: ServiceDep, request_id: RequestIdDep
 ) -> StreamingResponse:
-    """`token` events ({"text"}), then one `done` event with the /ask body minus the text."""
-    events = service.ask_stream(req.question, req.top_k, req.max_tokens)
+    """`token` events ({"text"}: screened answer text as it is generated), then one `done`
+    event with the whole /ask body. Its `answer` is the final text: when `answer_mode` is
+    `extractive` it replaces what was streamed (a stream that loops is cut there)."""
+    events = service.ask_stream(req.question, req.top_k, req.options())
     # Search errors (503, 504) must surface before the 200 and its headers are sent.
     first = await anext(events)
     return StreamingResponse(_sse(first, events, request, request_id),
@@ -48,7 +51,13 @@ def _format(event: AnswerEvent, request_id: str) -> str:
     if isinstance(event, AnswerToken):
         return f"event: token\ndata: {json.dumps({'text': event.text})}\n\n"
     assert isinstance(event, AnswerDone)
-    body = to_ask_response(event.answer, request_id).model_dump(exclude={"answer"})
+    answer = event.answer
+    # The request line was logged when the stream started; the answer gets its own line.
+    log.info("answer streamed", extra={"answer_mode": answer.mode,
+                                       "prompt_version": answer.prompt_version,
+                                       "answer_status": answer.status,
+                                       "tokens_completion": answer.usage.completion})  # fmt: skip
+    body = to_ask_response(answer, request_id).model_dump()
     return f"event: done\ndata: {json.dumps(body)}\n\n"
 
 
@@ -56,6 +65,7 @@ async def _sse(
     first: AnswerEvent, events: AsyncIterator[AnswerEvent], request: Request, request_id: str
 ) -> AsyncIterator[str]:
     """Format events as SSE; stop (and so cancel generation) when the client goes away."""
+    token = request_id_var.set(request_id)  # the body streams after the middleware returned
     try:
         yield _format(first, request_id)
         async for event in events:
@@ -65,3 +75,4 @@ async def _sse(
             yield _format(event, request_id)
     finally:
         await events.aclose()  # type: ignore[attr-defined]
+        request_id_var.reset(token)

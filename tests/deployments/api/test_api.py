@@ -74,20 +74,43 @@ def test_ask_answers_with_sources_usage_and_a_grounded_prompt(index_dir: Path) -
     client, _ = make_client(index_dir, generator)
     body = client.post("/ask", json={"question": "How do I batch requests?", "top_k": 2}).json()
     assert body["status"] == "ok" and body["answer"] == "Use autoscaling_config [1]."
+    assert body["answer_mode"] == "generated" and body["prompt_version"] == "answer-v2"
     assert body["tokens_used"] == {"prompt": 100, "completion": 7, "total": 107}
     assert len(body["sources"]) == 2 and body["request_id"]
+    assert [s["number"] for s in body["sources"]] == [1, 2]
+    cited = body["sources"][0]
+    expected = {"number": 1, "url": cited["source"], "title": cited["title"],
+                "section": cited["section"], "score": cited["score"]}  # fmt: skip
+    assert body["citations"] == [expected]
+    assert body["validation"]["passed"] and body["validation"]["valid_citations"] == 1
     system, user = generator.last_messages
     assert system["role"] == "system" and "only" in system["content"]
-    assert "<context>" not in system["content"]
-    assert "[1] (source: docs/" in user["content"] and "<question>" in user["content"]
+    assert "Passage [1]" not in system["content"]
+    assert "Passage [1]" in user["content"] and "Question:" in user["content"]
 
 
-def test_generator_failure_degrades_to_sources(index_dir: Path) -> None:
+def test_prompt_version_and_decoding_are_per_request_within_limits(index_dir: Path) -> None:
+    generator = ScriptedGenerator()
+    client, _ = make_client(index_dir, generator)
+    body = client.post("/ask", json={"question": "batching", "prompt_version": "answer-v1",
+                                     "repetition_penalty": 1.25}).json()  # fmt: skip
+    assert body["prompt_version"] == "answer-v1" and "(source: docs/" in str(
+        generator.last_messages
+    )
+    assert generator.last_params and generator.last_params.repetition_penalty == 1.25
+    unknown = client.post("/ask", json={"question": "batching", "prompt_version": "nope"})
+    assert unknown.status_code == 422 and "answer-v2" in unknown.json()["message"]
+    too_much = client.post("/ask", json={"question": "batching", "repetition_penalty": 1.9})
+    assert too_much.status_code == 422 and "limit" in too_much.json()["message"]
+
+
+def test_generator_failure_answers_extractively(index_dir: Path) -> None:
     client, _ = make_client(index_dir, ScriptedGenerator(fail=True))
     response = client.post("/ask", json={"question": "batching"})
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"
-    assert body["sources"] and body["answer"] == "" and "unavailable" in body["message"]
+    assert body["answer_mode"] == "extractive" and body["citations"] and body["sources"]
+    assert "[1]" in body["answer"] and "unavailable" in body["message"]
 
 
 def test_stream_sends_tokens_then_done_event(index_dir: Path) -> None:
@@ -100,6 +123,7 @@ def test_stream_sends_tokens_then_done_event(index_dir: Path) -> None:
     assert names[:2] == ["token", "token"] and names[-1] == "done"
     done = json.loads(events[-1].split(": ", 1)[1])
     assert done["tokens_used"]["completion"] == 7 and done["sources"]
+    assert done["answer"] == "Batch with serve.batch [1]." and done["answer_mode"] == "generated"
     assert generator.closed
 
 
@@ -174,8 +198,9 @@ class _FailingGenerator(ScriptedGenerator):
         super().__init__()
         self.error = error
 
-    async def generate(self, messages, max_tokens):  # type: ignore[no-untyped-def]
+    async def stream(self, messages, params):  # type: ignore[no-untyped-def]
         raise self.error
+        yield  # pragma: no cover - makes this an async generator
 
 
 def test_an_overloaded_generator_is_429_with_retry_after(index_dir: Path) -> None:

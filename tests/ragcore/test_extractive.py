@@ -1,0 +1,29 @@
+"""The extractive fallback quotes real sentences with their numbers, without Ray."""
+
+from __future__ import annotations
+
+from ragcore.extractive import EXTRACTIVE_LEAD, extractive_answer
+from ragcore.protocols import Hit
+
+HITS = [
+    Hit("import ray\nray.init()\nThis page is about clusters in general and their nodes.",
+        "u1", 0.5),
+    Hit("Set num_replicas in the deployment options to choose how many replicas run. "
+        "Replicas share the load of a deployment evenly. See also the API reference.", "u2", 0.4),
+]  # fmt: skip
+
+
+def test_quotes_the_sentences_that_answer_with_their_numbers() -> None:
+    text, cited = extractive_answer("How do I set the number of replicas?", HITS, 2)
+    lines = text.splitlines()
+    assert lines[0] == EXTRACTIVE_LEAD and cited == (2,)
+    assert lines[1] == ("- Set num_replicas in the deployment options to choose how many "
+                        "replicas run. [2]")  # fmt: skip
+    assert all("import ray" not in line for line in lines)
+    assert all(line.split("[")[0].strip("- ").strip() in HITS[1].content + HITS[0].content
+               for line in lines[1:])  # fmt: skip
+
+
+def test_nothing_quotable_falls_back_to_the_top_source() -> None:
+    text, cited = extractive_answer("anything", [Hit("x = 1", "u", 1.0)], 3)
+    assert cited == (1,) and "x = 1" in text
