@@ -98,7 +98,10 @@ class ServeLLMGenerator:
             stop=list(params.stop) or None,
             repetition_detection=loops,  # type: ignore[arg-type]
             stream=stream,
-            stream_options={"include_usage": True} if stream else None,  # type: ignore[arg-type]
+            # Usage on every chunk: a stream cut at a loop still reports the tokens it took.
+            stream_options={"include_usage": True, "continuous_usage_stats": True}  # type: ignore[arg-type]
+            if stream
+            else None,
         )
 
     async def generate(self, messages: list[dict[str, str]], params: DecodingParams) -> Generation:

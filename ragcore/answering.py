@@ -107,12 +107,21 @@ class AnswerPolicy:
         text, cited = extractive_answer(question, hits, self.settings.extractive_sentences)
         return FinishedAnswer(text, "extractive", cited, validation, stop, why, reason)
 
-    def finish(self, question: str, raw: str, hits: list[Hit], stop_reason: str) -> FinishedAnswer:
-        """Ground the citations of a generated answer and check it; an answer that fails a
-        check is replaced by the extractive one, and the reasons are kept."""
+    def finish(
+        self,
+        question: str,
+        raw: str,
+        hits: list[Hit],
+        stop_reason: str,
+        template: PromptTemplate | None = None,
+    ) -> FinishedAnswer:
+        """Clean a generated answer (prompt echoes, a loop, a cut tail), ground its citations
+        and check it; an answer that fails a check is replaced by the extractive one, and the
+        reasons are kept."""
         contexts = [h.content for h in hits]
         checks = self.settings.validation
-        text = trim_to_sentence(raw) if stop_reason == "length" else raw
+        text = (template or self.template(None)).strip_scaffolding(raw)
+        text = trim_to_sentence(text) if stop_reason == "length" else text
         kept = cut_at_repeat(text, checks.ngram)
         if kept != text.rstrip():
             stop_reason = "repetition"

@@ -40,7 +40,7 @@ def extract_sentences(question: str, hits: list[Hit], limit: int) -> list[tuple[
     """Up to `limit` (source number, sentence) pairs: the readable sentences sharing the most
     question words, with a preference for higher-ranked sources, in source order."""
     asked = content_words(question)
-    scored: list[tuple[float, int, int, str]] = []
+    scored: list[tuple[float, float, int, int, str]] = []
     for number, hit in enumerate(hits, start=1):
         for position, sentence in enumerate(split_sentences(hit.content)):
             if not _readable(sentence):
@@ -49,11 +49,14 @@ def extract_sentences(question: str, hits: list[Hit], limit: int) -> list[tuple[
             overlap = len(asked & words) / (len(asked) or 1)
             # Rank prior: the retriever's order is evidence too, a little less each step.
             score = overlap + 0.15 / number - 0.01 * position
-            scored.append((score, number, position, _clean(sentence)))
+            scored.append((score, overlap, number, position, _clean(sentence)))
+    best = max((item[1] for item in scored), default=0.0)
+    # Quote only sentences about the question: at least half the best one's question words.
+    scored = [item for item in scored if item[1] >= best / 2]
     scored.sort(key=lambda item: -item[0])
     chosen: list[tuple[int, int, str]] = []
     seen: set[str] = set()
-    for _, number, position, sentence in scored:
+    for _, _, number, position, sentence in scored:
         key = sentence.lower()
         if key in seen:
             continue

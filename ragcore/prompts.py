@@ -8,6 +8,7 @@ loadable, so an answer can always be traced to, and reproduced with, the prompt 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,28 @@ class PromptTemplate:
     turns: tuple[tuple[str, str], ...] = ()
     decoding: Mapping[str, Any] = field(default_factory=dict)
     digest: str = ""  # sha256 of the file: what CHECKSUMS pins
+
+    @property
+    def scaffolding(self) -> re.Pattern[str]:
+        """Lines of an answer that only echo the prompt's own frame: a passage header
+        ("Passage [3], from ...") or a line of the user message ("Question: ..."). Small
+        models copy them; they are not part of the answer."""
+        patterns = []
+        header_words = re.findall(
+            r"[A-Za-z]+", re.sub(r"\{[a-z]+\}", " ", self.context_item.split("\n")[0])
+        )
+        if header_words:
+            patterns.append(r"\W*(?:\d+\W*)?" + r"\W*(?:\d+\W*)?".join(header_words) + r"\b")
+        for line in self.user.splitlines():
+            literal = line.split("{", 1)[0].strip()
+            if len(literal) >= 4:
+                patterns.append(re.escape(literal))
+        return re.compile(r"^\s*(?:" + "|".join(patterns or ["(?!)"]) + r").*$", re.M | re.I)
+
+    def strip_scaffolding(self, text: str) -> str:
+        """`text` without the lines that echo the prompt (see `scaffolding`)."""
+        lines = self.scaffolding.sub("\0", text).split("\n")
+        return "\n".join(line for line in lines if line != "\0").strip()
 
     def context(self, hits: list[Hit], max_chars: int) -> str:
         """The numbered chunks, cut to `max_chars` in total (a chunk is cut, not dropped,

@@ -251,7 +251,8 @@ class RAGService:
             finished = self._degraded(question, hits, run.failure, run.version)
             return self._answer(finished, hits, run.usage, start, run.version, "degraded")
         stop = "length" if run.failure else run.stop_reason
-        finished = self.policy.finish(question, guard.text, hits, stop)
+        template = self.policy.template(run.version)
+        finished = self.policy.finish(question, guard.text, hits, stop, template)
         if run.failure:
             finished = replace(finished, message=f"{run.failure}; {finished.message}".rstrip("; "))
         return self._answer(finished, hits, run.usage, start, run.version)

@@ -63,3 +63,12 @@ def test_broken_template_files_say_what_is_wrong(tmp_path: Path, body: str, mess
     path.write_text(body)
     with pytest.raises(InputError, match=message):
         load_template(path)
+
+
+def test_echoed_prompt_lines_are_stripped_from_an_answer() -> None:
+    template = TemplateStore(PROMPTS_DIR).get("answer-v2")
+    echoed = ('Question: How do I set replicas [2]?\n\nPassage [1], from "Scaling"\n'
+              "Set num_replicas in the options [1].\nPassage, from \"Other\":\nTip")  # fmt: skip
+    assert template.strip_scaffolding(echoed) == "Set num_replicas in the options [1].\nTip"
+    assert template.strip_scaffolding("The passage from the docs says so [1].") == (
+        "The passage from the docs says so [1].")  # fmt: skip
