@@ -14,6 +14,7 @@ Writes bench/results/answer_quality.json and its section of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -60,6 +61,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--questions", type=int, help="first N dev questions (default: all)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=8011)
+    parser.add_argument("--only", choices=["before", "after"],
+                        help="re-run one side; the other from the last results")  # fmt: skip
     return parser.parse_args()
 
 
@@ -87,8 +90,13 @@ def score_run(args: argparse.Namespace, version: str | None, env: dict[str, str]
 
 def main() -> None:
     args = parse_args()
+    results = common.RESULTS_DIR / "answer_quality.json"
+    kept = json.loads(results.read_text())["reports"] if args.only and results.exists() else {}
     reports = {}
     for name, (version, env) in RUNS.items():
+        if args.only and not name.startswith(args.only) and name in kept:
+            reports[name] = kept[name]
+            continue
         print(f"== {name}", flush=True)
         reports[name] = score_run(args, version, env)
         print(reports[name], flush=True)

@@ -79,6 +79,16 @@ def cut_at_repeat(text: str, n: int) -> str:
     return text[:kept_until].rstrip() if kept_until else ""
 
 
+def limit_sentences(text: str, most: int) -> str:
+    """`text` up to the end of its `most`-th sentence or line."""
+    position = 0
+    for count, sentence in enumerate(split_sentences(text), start=1):
+        position = text.find(sentence, position) + len(sentence)
+        if count == most:
+            return text[:position]
+    return text
+
+
 def trim_to_sentence(text: str) -> str:
     """`text` up to its last complete sentence (for an answer cut at max_tokens)."""
     stripped = text.rstrip()

@@ -7,6 +7,8 @@ import re
 
 from ragcore.answer_checks import LoopDetector
 from ragcore.citations import CITATION_RE, allowed_pages, strip_urls
+from ragcore.grounding import split_sentences
+from ragcore.prompts import PromptTemplate
 from ragcore.protocols import Hit
 from utils.answer_settings import ValidationSettings
 
@@ -14,11 +16,15 @@ from utils.answer_settings import ValidationSettings
 class StreamGuard:
     """Feed it the engine's deltas; it returns the text that is safe to send now."""
 
-    def __init__(self, hits: list[Hit], settings: ValidationSettings) -> None:
+    def __init__(
+        self, hits: list[Hit], settings: ValidationSettings, template: PromptTemplate
+    ) -> None:
+        self._template = template
         self._pages = allowed_pages([h.source for h in hits])
         self._count = len(hits)
         self._loops = LoopDetector(settings.ngram, settings.max_ngram_count)
         self._screening = settings.enabled
+        self._max_sentences = settings.max_sentences
         self._parts: list[str] = []
         self._pending = ""  # the last, maybe unfinished, word (a URL arrives in pieces)
 
@@ -30,6 +36,20 @@ class StreamGuard:
     @property
     def looped(self) -> bool:
         return self._screening and self._loops.looped
+
+    @property
+    def over_limit(self) -> bool:
+        """More complete sentences than the answer may have: stop generating."""
+        if not self._screening:
+            return False
+        answer = self._template.strip_scaffolding(self.text)  # echoed prompt lines do not count
+        finished = split_sentences(answer)[:-1]  # the last one may still be growing
+        return len(finished) > self._max_sentences
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why the stream must stop now, if it must."""
+        return "repetition" if self.looped else "sentence_limit" if self.over_limit else None
 
     def feed(self, delta: str) -> str:
         """Take one delta; return the screened text of the words it completed."""

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ragcore.answer_checks import cut_at_repeat, reason_code, trim_to_sentence, validate
+from ragcore.answer_checks import (
+    cut_at_repeat,
+    limit_sentences,
+    reason_code,
+    trim_to_sentence,
+    validate,
+)
 from ragcore.citations import ground_citations
 from ragcore.extractive import REFUSAL_TEXT, extractive_answer
 from ragcore.prompts import PromptTemplate, TemplateStore
@@ -125,6 +131,8 @@ class AnswerPolicy:
         kept = cut_at_repeat(text, checks.ngram)
         if kept != text.rstrip():
             stop_reason = "repetition"
+        if limit_sentences(kept, checks.max_sentences) != kept:
+            kept, stop_reason = limit_sentences(kept, checks.max_sentences), "sentence_limit"
         cited = ground_citations(kept, contexts, [h.source for h in hits])
         validation = validate(raw, cited, contexts, checks)
         if not checks.enabled:

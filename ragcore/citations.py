@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ragcore.grounding import SUPPORT_THRESHOLD, content_words, support
+from ragcore.grounding import SUPPORT_THRESHOLD, content_words, looks_like_code, support
 from utils.urls import page_key
 
 # [1], [1, 2], [Source 1], [passage 2]: what small models write for "cite like [1]".
@@ -109,7 +109,8 @@ class _SentenceFixer:
         fixed = CITATION_RE.sub(replace, sentence)
         fixed = re.sub(r"(\[\d+\])(?:\s*\1)+", r"\1", fixed)  # [1][1] -> [1]
         fixed = re.sub(r"[ \t]+([.!?,;:])", r"\1", fixed)
-        if not kept_any and self.attribute and supporting and len(content_words(fixed)) >= 3:
+        prose = len(content_words(fixed)) >= 3 and not looks_like_code(fixed)
+        if not kept_any and self.attribute and supporting and prose:
             self.attributed += 1
             punct = _TRAILING_PUNCT_RE.search(fixed.rstrip())
             body = fixed.rstrip()[: punct.start()] if punct else fixed.rstrip()

@@ -3,10 +3,8 @@ their [n], when a generated answer cannot be trusted or no generator answers."""
 
 from __future__ import annotations
 
-import re
-
 from ragcore.answer_checks import max_ngram_count
-from ragcore.grounding import content_words, split_sentences
+from ragcore.grounding import content_words, looks_like_code, split_sentences
 from ragcore.protocols import Hit
 
 EXTRACTIVE_LEAD = "From the documentation:"
@@ -15,7 +13,6 @@ REFUSAL_TEXT = (
     "The closest passages retrieved are listed in the sources."
 )
 _MIN_WORDS, _MAX_CHARS = 5, 400
-_CODE_RE = re.compile(r"[{}<>=;$]|^\s*(?:import|from|def|class|\$|>>>)\b")
 
 
 def _readable(sentence: str) -> bool:
@@ -23,7 +20,7 @@ def _readable(sentence: str) -> bool:
     words = sentence.split()
     if len(words) < _MIN_WORDS or len(sentence) > _MAX_CHARS:
         return False
-    if _CODE_RE.search(sentence) or sentence.count("`") > 6 or "://" in sentence:
+    if looks_like_code(sentence) or "://" in sentence:
         return False  # code, or a URL: the answer may only link the sources themselves
     if max_ngram_count(sentence, 4) > 1:
         return False  # API listings repeat themselves
@@ -55,12 +52,11 @@ def extract_sentences(question: str, hits: list[Hit], limit: int) -> list[tuple[
     scored = [item for item in scored if item[1] >= best / 2]
     scored.sort(key=lambda item: -item[0])
     chosen: list[tuple[int, int, str]] = []
-    seen: set[str] = set()
     for _, _, number, position, sentence in scored:
-        key = sentence.lower()
-        if key in seen:
+        # A sentence that repeats a 6-word run of the ones already chosen adds nothing (docs
+        # list near-identical lines: "installs Ray + dependencies for Ray Tune").
+        if max_ngram_count(" ".join([*(c[2] for c in chosen), sentence]), 6) > 1:
             continue
-        seen.add(key)
         chosen.append((number, position, sentence))
         if len(chosen) == limit:
             break

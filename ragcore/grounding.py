@@ -19,6 +19,15 @@ _STOP = STOPWORDS | {"has", "have"}
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words a chunk must contain
 
 
+_CODE_RE = re.compile(r"[{}<>=;$]|\w\(|^\s*(?:import|from|def|class|\$|>>>|#)\s")
+
+
+def looks_like_code(line: str) -> bool:
+    """A code line, a shell command or a comment, not prose: never quoted as a claim or given a
+    citation (a "[2]" inside code breaks it)."""
+    return bool(_CODE_RE.search(line)) or line.count("`") > 6
+
+
 def content_words(text: str) -> set[str]:
     """Lower-cased words minus stop words and citation numbers: what overlap is measured on."""
     return {w for w in _WORD_RE.findall(_CITATION_RE.sub(" ", text).lower()) if w not in _STOP}

@@ -192,12 +192,12 @@ class RAGService:
             yield AnswerDone(self._answer(early, hits, Usage(), start, template.version))
             return
         assert self.generator is not None  # _without_generation answered otherwise
-        guard = StreamGuard(hits, self.policy.settings.validation)
+        guard = StreamGuard(hits, self.policy.settings.validation, template)
         run = _Run(template.version)
         stream = self.generator.stream(template.render(question, hits, self._context_chars), params)
         deadline = time.monotonic() + self.settings.generator.timeout_s
         try:
-            while not guard.looped:
+            while guard.stop_reason is None:
                 try:
                     left = max(0.001, deadline - time.monotonic())
                     delta = await asyncio.wait_for(anext(stream), left)
@@ -218,7 +218,7 @@ class RAGService:
         finally:
             await _aclose(stream)
         tail = guard.flush()
-        if tail and not guard.looped:
+        if tail and guard.stop_reason is None:
             yield AnswerToken(tail)
         yield AnswerDone(self._finish(question, hits, guard, run, start, route))
 
@@ -230,11 +230,10 @@ class RAGService:
                 run.first_token_at = time.perf_counter()
                 self.metrics.first_token((run.first_token_at - start) * 1000, run.version)
             safe = guard.feed(delta.text)
-            if guard.looped:
-                run.stop_reason = "repetition"
+            run.stop_reason = guard.stop_reason or run.stop_reason
         if delta.completion_tokens is not None:
             run.usage = Usage(delta.prompt_tokens or 0, delta.completion_tokens)
-        if delta.finish_reason and not guard.looped:
+        if delta.finish_reason and guard.stop_reason is None:
             run.stop_reason = delta.finish_reason
         return safe
 

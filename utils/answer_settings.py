@@ -71,6 +71,13 @@ class ValidationSettings(BaseModel):
         default=True, description="An answer must cite at least one retrieved source."
     )
     max_chars: int = Field(default=2000, ge=50, le=50_000, description="Longest answer kept.")
+    max_sentences: int = Field(
+        default=6,
+        ge=1,
+        le=200,
+        description="Generation stops after this many sentences or lines (the prompt asks for "
+        "two to four) and the answer keeps them: a runaway answer is cut, not sent.",
+    )
 
 
 class AnswerSettings(BaseModel):

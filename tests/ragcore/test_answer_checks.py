@@ -5,6 +5,7 @@ from __future__ import annotations
 from ragcore.answer_checks import (
     LoopDetector,
     cut_at_repeat,
+    limit_sentences,
     max_ngram_count,
     trim_to_sentence,
     validate,
@@ -48,6 +49,13 @@ def test_cut_at_repeat_keeps_the_answer_before_the_loop() -> None:
     looping_url = "See /autoscaling-autoscaling-autoscaling-autoscaling-autoscaling-x"
     assert cut_at_repeat(looping_url, 3) == ""
     assert cut_at_repeat(good, 6) == good
+
+
+def test_limit_sentences_keeps_the_first_ones() -> None:
+    text = "One is here. Two is here.\nThree is a line\nFour."
+    assert limit_sentences(text, 2) == "One is here. Two is here."
+    assert limit_sentences(text, 3) == "One is here. Two is here.\nThree is a line"
+    assert limit_sentences(text, 9) == text
 
 
 def test_trim_to_sentence_drops_the_cut_tail() -> None:

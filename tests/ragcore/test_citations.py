@@ -47,6 +47,12 @@ def test_invented_urls_go_and_source_urls_stay() -> None:
     assert "the guide" in stripped and "serve/autoscaling.html" in stripped
 
 
+def test_code_lines_get_no_citation() -> None:
+    code = "autoscaling_config = {'min_replicas': 1} adjusts the number of replicas"
+    cited = ground_citations(code, [AUTOSCALING + " autoscaling_config min_replicas"], SOURCES[:1])
+    assert cited.text == code and cited.attributed == 0
+
+
 def test_lines_and_code_keep_their_layout() -> None:
     text = "Steps:\n- Set num_replicas in the deployment [1].\n- Deploy it [3]."
     cited = ground_citations(text, [AUTOSCALING], SOURCES[:1], attribute=False)

@@ -24,6 +24,15 @@ def test_quotes_the_sentences_that_answer_with_their_numbers() -> None:
                for line in lines[1:])  # fmt: skip
 
 
+def test_near_identical_lines_are_quoted_once() -> None:
+    listing = Hit("Run conda install ray-tune to install Ray plus dependencies for Ray Tune. "
+                  "Run conda install ray-rllib to install Ray plus dependencies for Ray RLlib. "
+                  "Run conda install ray-air to install Ray plus dependencies for Ray AIR.",
+                  "u", 1.0)  # fmt: skip
+    text, _ = extractive_answer("How do I install Ray with conda?", [listing], 3)
+    assert text.count("plus dependencies for Ray") == 1
+
+
 def test_nothing_quotable_falls_back_to_the_top_source() -> None:
     text, cited = extractive_answer("anything", [Hit("x = 1", "u", 1.0)], 3)
     assert cited == (1,) and "x = 1" in text

@@ -97,6 +97,41 @@ def test_a_stream_that_loops_is_cut_at_the_first_repeat(tmp_path: Path) -> None:
     assert answer.mode == "generated" and answer.citations  # the sentence before the loop
 
 
+def test_a_runaway_answer_stops_at_the_sentence_limit(tmp_path: Path) -> None:
+    class Rambling(ScriptedGenerator):
+        async def stream(self, messages, params):  # type: ignore[no-untyped-def]
+            words = [
+                "alpha",
+                "beta",
+                "gamma",
+                "delta",
+                "epsilon",
+                "zeta",
+                "eta",
+                "theta",
+                "iota",
+                "kappa",
+                "lambda",
+                "mu",
+            ]
+            try:
+                for i in range(100):
+                    self.sent = i + 1
+                    yield GenerationDelta(f"{words[i % 12]} {words[(i * 5) % 12]} {i} serve. ")
+            finally:
+                self.closed = True
+
+    publish_tiny_index(tmp_path)
+    generator = Rambling()
+    answers = {"min_relevance": -1.0, "validation": {"max_sentences": 3}}
+    service, _ = make_service(tmp_path, generator, answers=answers)
+    answer = asyncio.run(service.ask("batching", 2))
+    assert generator.closed and generator.sent == 5  # three kept, the fourth ends, then stop
+    assert answer.stop_reason == "sentence_limit" and answer.validation
+    kept = "alpha alpha 0 serve. beta zeta 1 serve. gamma lambda 2 serve."
+    assert answer.validation.chars == len(kept)
+
+
 def test_stream_screens_invented_urls_and_citations(tmp_path: Path) -> None:
     publish_tiny_index(tmp_path)
     text = "Use serve.batch https://made.up/batching.html to batch requests [1][9]."
