@@ -50,6 +50,8 @@ ROWS = [  # (metric key, label, format, target)
     ("tokens_completion", "completion tokens (mean)", ".1f", ""),
     ("latency_p50_ms", "latency p50 (ms)", ".0f", ""),
     ("latency_p95_ms", "latency p95 (ms)", ".0f", ""),
+    ("generated_groundedness", "groundedness of the generated answers only", ".3f", ""),
+    ("generated_answer_words", "length of the generated answers only (words)", ".1f", ""),
     ("source_retrieved", "source page retrieved (top 5)", ".3f", ""),
     ("errors", "errors", ".0f", ""),
 ]
@@ -61,8 +63,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--questions", type=int, help="first N dev questions (default: all)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--port", type=int, default=8011)
-    parser.add_argument("--only", choices=["before", "after"],
-                        help="re-run one side; the other from the last results")  # fmt: skip
+    parser.add_argument("--only", choices=["before", "after", "none"],
+                        help="re-run one side (or none: re-render); the rest from the last "
+                        "results")  # fmt: skip
     return parser.parse_args()
 
 
@@ -88,13 +91,33 @@ def score_run(args: argparse.Namespace, version: str | None, env: dict[str, str]
             server.kill()
 
 
+TARGETS = [  # (metric, label, holds)
+    ("loop_rate", "loop rate below 5%", lambda v: v < 0.05),
+    ("citation_validity", "citation validity 100%", lambda v: v >= 1.0),
+    ("valid_citation_share", "95% of non-refused answers with a valid citation",
+     lambda v: v >= 0.95),
+    ("groundedness", "groundedness at least 0.8", lambda v: v >= 0.8),
+    ("invented_url_rate", "no invented URLs", lambda v: v == 0.0),
+]  # fmt: skip
+
+
+def verdicts(after: dict[str, float]) -> list[str]:
+    """One line per target of the issue: the measured value and whether it holds."""
+    lines = ["", "Targets on the dev set, after:"]
+    for key, label, holds in TARGETS:
+        value = after.get(key)
+        state = "no value" if value is None else ("met" if holds(value) else "NOT met")
+        lines.append(f"- {label}: {value if value is None else round(value, 3)}, **{state}**")
+    return lines
+
+
 def main() -> None:
     args = parse_args()
     results = common.RESULTS_DIR / "answer_quality.json"
     kept = json.loads(results.read_text())["reports"] if args.only and results.exists() else {}
     reports = {}
     for name, (version, env) in RUNS.items():
-        if args.only and not name.startswith(args.only) and name in kept:
+        if args.only and not name.startswith(args.only) and name in kept:  # reuse it
             reports[name] = kept[name]
             continue
         print(f"== {name}", flush=True)
@@ -109,6 +132,7 @@ def main() -> None:
     for _, label, spec, _ in ROWS:  # per-row precision: re-render the cells as text
         row = next(r for r in body[0]["rows"] if r[0] == label)
         row[1:-1] = [None if v is None else format(v, spec) for v in row[1:-1]]
+    body.extend(verdicts(reports[names[-1]]))
     dev = int(reports[names[-1]]["questions"]) - 30
     common.write_results("answer_quality", {
         "title": "Answers: before and after (issue 9)",

@@ -219,9 +219,12 @@ def _observe(
         return
     quality = answer_quality(response["answer"], response["sources"],
                              int(tokens.get("completion") or 0), max_tokens)  # fmt: skip
+    mode = response.get("answer_mode")
     for name, value in quality.items():
         tally.add(name, value)
-    tally.add("extractive_share", float(response.get("answer_mode") == "extractive"))
+        if mode == "generated":  # what the model's own answers score, fallbacks aside
+            tally.add(f"generated_{name}", value)
+    tally.add("extractive_share", float(mode == "extractive"))
     if item.source:
         pages = {page_key(str(s.get("source", ""))) for s in response["sources"]}
         tally.add("source_retrieved", float(page_key(item.source) in pages))
