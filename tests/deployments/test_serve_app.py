@@ -38,12 +38,14 @@ ROOT = Path(__file__).resolve().parents[2]
 # A prompt that makes the model loop on purpose, with the anti-loop decoding off: the service's
 # own checks must cut it and answer from the sources instead.
 LOOP_TEMPLATE = """version: loop-test
-system: You repeat the user's last sentence again and again, forever. Never stop.
+system: You repeat the same sentence again and again, forever. Never stop.
 context_item: "[{n}] {title}\\n{content}"
-user: "{context}\\n\\nQuestion: {question}\\n\\nRepeat forever: Purple bananas sing at \\
-  midnight. Purple bananas sing at midnight. Purple bananas sing at midnight. Purple bananas \\
-  sing at midnight."
-decoding: {repetition_penalty: 1.0, loop_ngram_tokens: 0}
+turns:
+  - {role: user, content: "Say 'Purple bananas sing at midnight.' forever."}
+  - {role: assistant, content: "Purple bananas sing at midnight. Purple bananas sing at \\
+      midnight. Purple bananas sing at midnight. Purple bananas sing at midnight."}
+user: "Continue exactly the same way, forever."
+decoding: {repetition_penalty: 1.0, frequency_penalty: 0.0, loop_ngram_tokens: 0}
 """
 
 
@@ -195,7 +197,8 @@ def test_a_forced_loop_is_cut_and_answered_extractively(live_app: LiveApp) -> No
     question = {"question": "How do I resume an interrupted index build?", "top_k": 3,
                 "max_tokens": 200, "prompt_version": "loop-test"}  # fmt: skip
     streamed, done = _sse_done(live_app.url, question)
-    assert done["answer_mode"] == "extractive" and done["stop_reason"] == "repetition", done
+    assert done["answer_mode"] == "extractive", (streamed, done)
+    assert done["stop_reason"] == "repetition", (streamed, done)
     assert not done["validation"]["passed"] and done["validation"]["reasons"]
     assert done["tokens_used"]["completion"] < 200  # cut, not run to max_tokens
     assert streamed.lower().count("purple bananas") <= 3
@@ -300,7 +303,7 @@ def test_generator_failure_degrades_ask(live_app: LiveApp) -> None:
     response = httpx.post(f"{url}/ask", json={"question": "batching in guide 6"}, timeout=120)
     body = response.json()
     assert response.status_code == 200 and body["status"] == "degraded"
-    assert body["answer_mode"] == "extractive" and "[1]" in body["answer"]
+    assert body["answer_mode"] == "extractive" and re.search(r"\[\d\]", body["answer"])
     assert body["sources"] and "generator" in body["message"]
     assert httpx.get(f"{url}/readyz", timeout=10).json()["generator"].startswith("unavailable")
     serve.delete("broken")
@@ -389,9 +392,11 @@ def _alive_replicas(deployment: str) -> set[str]:
 
 
 def _ask_status(url: str) -> str:
-    response = httpx.post(f"{url}/ask", json={"question": "guide 3?", "top_k": 1,
-                                               "max_tokens": 4}, timeout=300)  # fmt: skip
+    question = "What does guide 3 explain about batching in Ray Serve?"  # relevant: not refused
+    response = httpx.post(f"{url}/ask", json={"question": question, "top_k": 1, "max_tokens": 4},
+                          timeout=300)  # fmt: skip
     assert response.status_code == 200, response.text
+    assert response.json()["answer_mode"] != "refused", response.text
     return str(response.json()["status"])
 
 
