@@ -71,6 +71,9 @@ def test_answers_hold_the_measured_floors(serve_docs_app: tuple[str, list[QAItem
                (ROOT / "evaluation/data/out-of-corpus.jsonl").read_text().splitlines()]  # fmt: skip
     report = evaluate_answers(questions + outside[:OUT_OF_CORPUS], url, concurrency=4)
     print(json.dumps(report, indent=1))  # shown with -s, and in the failure report
+    # Measured 2026-11-24 (12 questions, 8 out of corpus): loop 0.0, valid citation 1.0,
+    # citation validity 1.0, groundedness 0.91, invented URLs 0, dev refused 0.0, out-of-corpus
+    # refused 0.875. One question is 0.083 of the 12: each floor allows about one miss.
     assert report["errors"] == 0
     assert report["citation_validity"] == 1.0 and report["invented_url_rate"] == 0.0
     assert report["loop_rate"] <= 0.10
