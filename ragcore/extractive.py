@@ -3,6 +3,8 @@ their [n], when a generated answer cannot be trusted or no generator answers."""
 
 from __future__ import annotations
 
+import re
+
 from ragcore.answer_checks import max_ngram_count
 from ragcore.grounding import content_words, looks_like_code, split_sentences
 from ragcore.protocols import Hit
@@ -33,13 +35,32 @@ def _clean(sentence: str) -> str:
     return sentence if sentence[-1:] in ".!?:" else sentence + "."
 
 
+_BLOCK_START_RE = re.compile(r"^\s*(?:[-*#>|]|\d+\.)")
+
+
+def unwrap(text: str) -> str:
+    """Join the lines a paragraph was wrapped at (Markdown sources wrap prose), keeping blank
+    lines, list items, headings, quotes and code on their own lines: a quoted sentence is
+    whole, and a command is never glued to prose."""
+    lines: list[str] = []
+    for line in text.split("\n"):
+        previous = lines[-1] if lines else ""
+        joins = (previous.strip() and line.strip() and not _BLOCK_START_RE.match(line)
+                 and not looks_like_code(previous) and not looks_like_code(line))  # fmt: skip
+        if joins:
+            lines[-1] = f"{previous.rstrip()} {line.strip()}"
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def extract_sentences(question: str, hits: list[Hit], limit: int) -> list[tuple[int, str]]:
     """Up to `limit` (source number, sentence) pairs: the readable sentences sharing the most
     question words, with a preference for higher-ranked sources, in source order."""
     asked = content_words(question)
     scored: list[tuple[float, float, int, int, str]] = []
     for number, hit in enumerate(hits, start=1):
-        for position, sentence in enumerate(split_sentences(hit.content)):
+        for position, sentence in enumerate(split_sentences(unwrap(hit.content))):
             if not _readable(sentence):
                 continue
             words = content_words(sentence)

@@ -19,7 +19,10 @@ _STOP = STOPWORDS | {"has", "have"}
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words a chunk must contain
 
 
-_CODE_RE = re.compile(r"[{}<>=;$]|\w\(|^\s*(?:import|from|def|class|\$|>>>|#)\s")
+_CODE_RE = re.compile(
+    r"[{}<>=;$]|\s--?[a-z]|^\s*[\w.]+\(.*\)\W*$|^\s*(?:import|from|def|class|\$|>>>|#|"
+    r"python|pip|ray|make|curl|serve|kubectl|docker|export|cd)\s"
+)
 
 
 def looks_like_code(line: str) -> bool:

@@ -33,6 +33,16 @@ def test_near_identical_lines_are_quoted_once() -> None:
     assert text.count("plus dependencies for Ray") == 1
 
 
+def test_wrapped_sentences_are_quoted_whole_and_commands_are_not() -> None:
+    wrapped = Hit("python serve_index.py --index-dir index  # local Ray, port 8000\n"
+                  "If the generator fails or times out, `/ask` degrades: it returns HTTP 200\n"
+                  "with the retrieved sources and an extractive answer.\n- a list item here",
+                  "u", 1.0)  # fmt: skip
+    text, _ = extractive_answer("What happens to /ask when the generator fails?", [wrapped], 3)
+    assert "HTTP 200 with the retrieved sources and an extractive answer. [1]" in text
+    assert "serve_index.py" not in text
+
+
 def test_nothing_quotable_falls_back_to_the_top_source() -> None:
     text, cited = extractive_answer("anything", [Hit("x = 1", "u", 1.0)], 3)
     assert cited == (1,) and "x = 1" in text
