@@ -107,11 +107,9 @@ def reason_code(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-def validate(
-    raw: str, cited: CitedText, contexts: list[str], settings: ValidationSettings
-) -> Validation:
-    """Score the answer and list every check it fails. `raw` is the model's text, `cited` the
-    text after loop cutting and citation grounding (what the user would read)."""
+def validate(cited: CitedText, contexts: list[str], settings: ValidationSettings) -> Validation:
+    """Score the answer and list every check it fails. `cited` is the text after loop cutting
+    and citation grounding: what the user would read."""
     repeats = max_ngram_count(cited.text, settings.ngram)
     grounded = supported_share(cited.text, contexts)
     reasons: list[str] = []

@@ -126,6 +126,10 @@ class AnswerPolicy:
         reasons are kept."""
         contexts = [h.content for h in hits]
         checks = self.settings.validation
+        if not checks.enabled:  # the model's text as it is, scored but not changed
+            cited = ground_citations(raw, contexts, [h.source for h in hits], attribute=False)
+            validation = validate(cited, contexts, checks)
+            return FinishedAnswer(raw.strip(), "generated", cited.cited, validation, stop_reason)
         text = (template or self.template(None)).strip_scaffolding(raw)
         text = trim_to_sentence(text) if stop_reason == "length" else text
         kept = cut_at_repeat(text, checks.ngram)
@@ -134,9 +138,7 @@ class AnswerPolicy:
         if limit_sentences(kept, checks.max_sentences) != kept:
             kept, stop_reason = limit_sentences(kept, checks.max_sentences), "sentence_limit"
         cited = ground_citations(kept, contexts, [h.source for h in hits])
-        validation = validate(raw, cited, contexts, checks)
-        if not checks.enabled:
-            return FinishedAnswer(raw.strip(), "generated", cited.cited, validation, stop_reason)
+        validation = validate(cited, contexts, checks)
         if validation.passed:
             return FinishedAnswer(cited.text, "generated", cited.cited, validation, stop_reason)
         why = "the generated answer failed validation: " + "; ".join(validation.reasons)

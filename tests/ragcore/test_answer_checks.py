@@ -67,12 +67,12 @@ def test_trim_to_sentence_drops_the_cut_tail() -> None:
 def test_validate_passes_a_cited_grounded_answer_and_lists_each_failure() -> None:
     settings = ValidationSettings()
     good = "Autoscaling adjusts the number of replicas based on ongoing requests [1]."
-    result = validate(good, ground_citations(good, [DOC], ["u"]), [DOC], settings)
+    result = validate(ground_citations(good, [DOC], ["u"]), [DOC], settings)
     assert result.passed and result.groundedness == 1.0 and result.valid_citations == 1
     bad = "Replicas are billed hourly by the cloud provider marketplace. " * 3
-    result = validate(bad, ground_citations(bad, [DOC], ["u"]), [DOC], settings)
+    result = validate(ground_citations(bad, [DOC], ["u"]), [DOC], settings)
     codes = {r.split(":")[0] for r in result.reasons}
     assert not result.passed and codes == {"repetition", "groundedness", "citation"}
     short = ValidationSettings(max_chars=50)
-    assert "length" in validate(good, ground_citations(good, [DOC], ["u"]), [DOC],
+    assert "length" in validate(ground_citations(good, [DOC], ["u"]), [DOC],
                                 short).reasons[0]  # fmt: skip

@@ -65,7 +65,9 @@ async def _sse(
     first: AnswerEvent, events: AsyncIterator[AnswerEvent], request: Request, request_id: str
 ) -> AsyncIterator[str]:
     """Format events as SSE; stop (and so cancel generation) when the client goes away."""
-    token = request_id_var.set(request_id)  # the body streams after the middleware returned
+    # The body streams in its own task after the middleware returned: set the id for its logs
+    # (never reset: a generator finalised from another context could not reset it).
+    request_id_var.set(request_id)
     try:
         yield _format(first, request_id)
         async for event in events:
@@ -75,4 +77,3 @@ async def _sse(
             yield _format(event, request_id)
     finally:
         await events.aclose()  # type: ignore[attr-defined]
-        request_id_var.reset(token)
