@@ -117,12 +117,10 @@ class ServeLLMGenerator:
             if not isinstance(data, dict) or "choices" not in data:
                 raise GeneratorError(f"engine error: {str(data)[:300]}")
             usage = data.get("usage") or {}
-            choice = data["choices"][0]
             return Generation(
-                text=choice["message"]["content"] or "",
+                text=data["choices"][0]["message"]["content"] or "",
                 prompt_tokens=int(usage.get("prompt_tokens") or 0),
                 completion_tokens=int(usage.get("completion_tokens") or 0),
-                finish_reason=finish_reason(choice) or "stop",
             )
         except StopAsyncIteration:
             raise GeneratorError("engine returned no response") from None

@@ -25,12 +25,10 @@ import numpy as np
 from evaluation.metrics import mean
 from evaluation.retrieval import QAItem, load_qa
 from ragcore.answer_checks import max_ngram_count
-from ragcore.citations import CITATION_RE, URL_RE
+from ragcore.citations import URL_RE, cited_numbers
 from ragcore.grounding import supported_share
 from utils.urls import page_key
 
-_CITE_RE = re.compile(r"\[(\d{1,3})\]")
-_URL_RE = URL_RE
 _REFUSAL_RE = re.compile(
     r"\b(i (do not|don't|cannot|can't) (know|answer|find)|not (mentioned|covered|found|provided)"
     r" in|(no|not enough) (relevant )?(information|context)|unable to (answer|find)|"
@@ -48,15 +46,10 @@ def load_questions(qa: Path, unanswerable: Path | None = None) -> list[QAItem]:
     return items + (load_qa(unanswerable, answerable=False) if unanswerable else [])
 
 
-def cited_numbers(answer: str) -> list[int]:
-    """Every number the answer cites, as written ([1], [1, 2], [Source 3])."""
-    return [int(n) for m in CITATION_RE.finditer(answer) for n in re.findall(r"\d+", m.group(1))]
-
-
 def invents_url(answer: str, sources: list[dict[str, Any]]) -> bool:
     """True when the answer has a URL whose page is not among the retrieved sources."""
     pages = {page_key(str(s.get("source", ""))) for s in sources}
-    return any(page_key(url.rstrip(".,;:")) not in pages for url in _URL_RE.findall(answer))
+    return any(page_key(url.rstrip(".,;:")) not in pages for url in URL_RE.findall(answer))
 
 
 def answer_quality(

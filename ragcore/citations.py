@@ -77,6 +77,11 @@ def _numbers(group: str) -> list[int]:
     return [int(n) for n in re.findall(r"\d+", group)]
 
 
+def cited_numbers(text: str) -> list[int]:
+    """Every number `text` cites, as written ([1], [1, 2], [Source 3]), repeats included."""
+    return [n for match in CITATION_RE.finditer(text) for n in _numbers(match.group(1))]
+
+
 class _SentenceFixer:
     """Grounds the citations of one answer, sentence by sentence."""
 
@@ -129,8 +134,6 @@ def ground_citations(
     pieces = _SENTENCE_SPLIT_RE.split(text)
     # Even indexes are sentences, odd ones the whitespace between them (kept as written).
     fixed = "".join(p if i % 2 else fixer.fix(p) for i, p in enumerate(pieces)).strip()
-    cited: list[int] = []
-    for match in CITATION_RE.finditer(fixed):
-        cited.extend(n for n in _numbers(match.group(1)) if n not in cited)
-    return CitedText(fixed, tuple(cited), fixer.invalid, fixer.repaired, fixer.attributed,
+    cited = tuple(dict.fromkeys(cited_numbers(fixed)))  # in order of first citation
+    return CitedText(fixed, cited, fixer.invalid, fixer.repaired, fixer.attributed,
                      urls_removed)  # fmt: skip

@@ -57,7 +57,6 @@ class Generation:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str = "stop"  # "length" when cut at max_tokens, or the engine's reason
 
 
 @dataclass(frozen=True)
