@@ -25,36 +25,27 @@ class StreamGuard:
         self._loops = LoopDetector(settings.ngram, settings.max_ngram_count)
         self._screening = settings.enabled
         self._max_sentences = settings.max_sentences
-        self._parts: list[str] = []
         self._pending = ""  # the last, maybe unfinished, word (a URL arrives in pieces)
+        self.text = ""  # everything the engine produced, unscreened (what validation judges)
+        self.stop_reason: str | None = None  # why the stream must stop now, if it must
 
-    @property
-    def text(self) -> str:
-        """Everything the engine produced, unscreened (what validation judges)."""
-        return "".join(self._parts)
-
-    @property
-    def looped(self) -> bool:
-        return self._screening and self._loops.looped
-
-    @property
-    def over_limit(self) -> bool:
-        """More complete sentences than the answer may have: stop generating."""
+    def _must_stop(self) -> str | None:
+        """ "repetition" once the answer loops; "sentence_limit" once it has more complete
+        sentences than it may (echoed prompt lines do not count)."""
         if not self._screening:
-            return False
-        answer = self._template.strip_scaffolding(self.text)  # echoed prompt lines do not count
+            return None
+        if self._loops.looped:
+            return "repetition"
+        answer = self._template.strip_scaffolding(self.text)
         finished = split_sentences(answer)[:-1]  # the last one may still be growing
-        return len(finished) > self._max_sentences
-
-    @property
-    def stop_reason(self) -> str | None:
-        """Why the stream must stop now, if it must."""
-        return "repetition" if self.looped else "sentence_limit" if self.over_limit else None
+        return "sentence_limit" if len(finished) > self._max_sentences else None
 
     def feed(self, delta: str) -> str:
-        """Take one delta; return the screened text of the words it completed."""
-        self._parts.append(delta)
+        """Take one delta; return the screened text of the words it completed. Updates
+        `stop_reason` once per delta (the service reads it several times)."""
+        self.text += delta
         self._loops.feed(delta)
+        self.stop_reason = self._must_stop()
         self._pending += delta
         cut = max(self._pending.rfind(" "), self._pending.rfind("\n"))
         if cut < 0:

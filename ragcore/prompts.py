@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ class PromptTemplate:
     decoding: Mapping[str, Any] = field(default_factory=dict)
     digest: str = ""  # sha256 of the file: what CHECKSUMS pins
 
-    @property
+    @cached_property
     def scaffolding(self) -> re.Pattern[str]:
         """Lines of an answer that only echo the prompt's own frame: a passage header
         ("Passage [3], from ...") or a line of the user message ("Question: ..."). Small
