@@ -30,8 +30,8 @@ class StreamGuard:
         self.stop_reason: str | None = None  # why the stream must stop now, if it must
 
     def _must_stop(self) -> str | None:
-        """ "repetition" once the answer loops; "sentence_limit" once it has more complete
-        sentences than it may (echoed prompt lines do not count)."""
+        """The stop reason now: `repetition` once the answer loops, `sentence_limit` once it
+        has more complete sentences than it may (echoed prompt lines do not count)."""
         if not self._screening:
             return None
         if self._loops.looped:
