@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 import faiss
@@ -83,7 +83,6 @@ class HybridRetriever:
         # Normalised once here, not per candidate per query: what `dedupe` compares.
         self._dedupe_keys = [" ".join(_WORD_RE.findall(c.text.lower())) for c in published.chunks]
         self._flat_vectors = _flat_vectors(published.index)
-        self._row_of = {id(c): row for row, c in enumerate(published.chunks)}
 
     @property
     def version(self) -> str:
@@ -122,34 +121,27 @@ class HybridRetriever:
         dense: list[list[tuple[int, float]]] = [[] for _ in queries]
         if mode != "lexical" and vectors is not None:
             dense = self._dense(vectors, depth)
-        results = [
-            self._fuse(query, dense_hits, k, mode)
-            for query, dense_hits, k in zip(queries, dense, ks, strict=True)
+        rows = [None] * len(queries) if vectors is None else list(np.atleast_2d(vectors))
+        return [
+            self._fuse(query, dense_hits, k, mode, vector)
+            for query, dense_hits, k, vector in zip(queries, dense, ks, rows, strict=True)
         ]
-        if vectors is not None:
-            results = [self._with_cosines(r, v) for r, v in zip(results, vectors, strict=True)]
-        return results
 
-    def _with_cosines(
-        self, results: list[RetrievedChunk], vector: np.ndarray
-    ) -> list[RetrievedChunk]:
-        """Fill in the cosine of chunks only BM25 found: relevance must not depend on the leg."""
-        missing = [i for i, r in enumerate(results) if r.dense_rank is None]
-        if not missing:
-            return results
-        rows = [self._row_of[id(results[i].chunk)] for i in missing]
+    def _cosine(self, row: int, vector: np.ndarray) -> float:
+        """The query's cosine with one chunk (the vectors are unit length)."""
         if self._flat_vectors is not None:
-            chunk_vectors = self._flat_vectors[rows]
+            chunk_vector = self._flat_vectors[row]
         else:
-            chunk_vectors = np.stack([self.published.index.reconstruct(r) for r in rows])
-        cosines = chunk_vectors @ np.asarray(vector, dtype=np.float32).ravel()
-        fixed = list(results)
-        for i, cosine in zip(missing, cosines, strict=True):
-            fixed[i] = replace(results[i], cosine=float(cosine))
-        return fixed
+            chunk_vector = self.published.index.reconstruct(row)
+        return float(chunk_vector @ np.asarray(vector, dtype=np.float32).ravel())
 
     def _fuse(
-        self, query: str, dense: list[tuple[int, float]], k: int, mode: Mode
+        self,
+        query: str,
+        dense: list[tuple[int, float]],
+        k: int,
+        mode: Mode,
+        vector: np.ndarray | None,
     ) -> list[RetrievedChunk]:
         s = self.settings
         candidates: dict[int, _Candidate] = {}
@@ -163,7 +155,7 @@ class HybridRetriever:
                 candidate.fused += s.lexical_weight / (s.rrf_k + rank)
             if s.page_bonus:
                 self._add_page_bonus(candidates)
-        return self._diversify(candidates, k, mode)
+        return self._diversify(candidates, k, mode, vector)
 
     def _add_page_bonus(self, candidates: dict[int, _Candidate]) -> None:
         # A page that several candidates come from is likelier the answer than a page with
@@ -176,9 +168,11 @@ class HybridRetriever:
             cand.fused += self.settings.page_bonus * (page_sum[chunks[row].page_url] - cand.fused)
 
     def _diversify(
-        self, candidates: dict[int, _Candidate], k: int, mode: Mode
+        self, candidates: dict[int, _Candidate], k: int, mode: Mode, vector: np.ndarray | None
     ) -> list[RetrievedChunk]:
-        """Best first, at most `max_per_page` per page, repeated texts dropped."""
+        """Best first, at most `max_per_page` per page, repeated texts dropped. Each result
+        carries its cosine with `vector`, whichever leg found it: relevance must not depend
+        on the leg (a chunk only BM25 found gets its cosine here)."""
         s = self.settings
         key = (lambda c: c.cosine) if mode == "dense" else (lambda c: c.fused)
         results: list[RetrievedChunk] = []
@@ -195,8 +189,11 @@ class HybridRetriever:
                     continue
                 seen.add(text)
             per_page[chunk.page_url] += 1
+            cosine = cand.cosine
+            if cand.dense_rank is None and vector is not None:
+                cosine = self._cosine(row, vector)
             results.append(RetrievedChunk(chunk, key(cand), cand.dense_rank, cand.lexical_rank,
-                                          cand.cosine))  # fmt: skip
+                                          cosine))  # fmt: skip
             if len(results) >= k:
                 break
         return results
