@@ -6,12 +6,11 @@ Each step is the real CLI a user would run: build_index.py, serve_index.py, test
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from deployments.launch import wait_ready
+from deployments.launch import serve_index_process
 
 ROOT = Path(__file__).resolve().parent
 QUESTIONS = [
@@ -31,23 +30,12 @@ def main() -> int:
     subprocess.run([py, "build_index.py", "--index-dir", args.index_dir], cwd=ROOT, check=True)
     print("\n== 2/3 start the service (Ray Serve + vLLM; the first start takes a minute or two)",
           flush=True)  # fmt: skip
-    server = subprocess.Popen(
-        [py, "serve_index.py", "--index-dir", args.index_dir, "--port", str(args.port)], cwd=ROOT
-    )
-    url = f"http://127.0.0.1:{args.port}"
-    try:
-        wait_ready(url, 900, server)
+    with serve_index_process(args.index_dir, args.port, stop_timeout_s=120) as url:
         print("\n== 3/3 ask questions", flush=True)
         for question in QUESTIONS:
             print(f"\n>>> {question}", flush=True)
             subprocess.run([py, "test_client.py", "--url", url, "--k", "3", question],
                            cwd=ROOT, check=True)  # fmt: skip
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            server.kill()
     print("\ndemo finished: `make serve` keeps the service running.")
     return 0
 

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
 from bench.report import table
-from deployments.launch import wait_ready
+from deployments.launch import serve_index_process
 from evaluation.answers import evaluate_answers, load_questions
 
 OUT_OF_CORPUS = common.ROOT / "evaluation" / "data" / "out-of-corpus.jsonl"
@@ -75,20 +72,9 @@ def score_run(args: argparse.Namespace, version: str | None, env: dict[str, str]
     if args.questions:
         dev = [i for i in items if i.answerable][: args.questions]
         items = dev + [i for i in items if not i.answerable]
-    command = [sys.executable, "serve_index.py", "--index-dir", str(args.index_dir),
-               "--port", str(args.port)]  # fmt: skip
-    server = subprocess.Popen(command, cwd=common.ROOT, env={**os.environ, **env})
-    url = f"http://127.0.0.1:{args.port}"
-    try:
-        wait_ready(url, 900, server)
+    with serve_index_process(args.index_dir, args.port, env) as url:
         return evaluate_answers(items, url, concurrency=args.concurrency, prompt_version=version,
                                 timeout=600)  # fmt: skip
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=180)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 TARGETS = [  # (metric, label, holds)

@@ -4,14 +4,20 @@ benchmarks and the tests share. Ray must already be initialised for `deploy` and
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
+from utils.paths import PROJECT_ROOT
 from utils.settings import ServiceSettings, deep_merge
 
 APP_NAME = "rag"
@@ -95,3 +101,29 @@ def wait_ready(
             last = type(exc).__name__
         time.sleep(1.0)
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s (last: {last})")
+
+
+@contextmanager
+def serve_index_process(
+    index_dir: str | Path,
+    port: int,
+    env: dict[str, str] | None = None,
+    ready_timeout_s: float = 900.0,
+    stop_timeout_s: float = 180.0,
+) -> Iterator[str]:
+    """Run `serve_index.py` in a subprocess for the `with` block; yields its URL once /readyz
+    is 200. Stopped with SIGTERM (a process started in the background ignores SIGINT), killed
+    if it has not exited after `stop_timeout_s`."""
+    command = [sys.executable, "serve_index.py", "--index-dir", str(index_dir),
+               "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})})
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, ready_timeout_s, server)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            server.kill()
