@@ -4,12 +4,14 @@ parts), corpora, ports and condition waits."""
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from pipelines.chunk import SectionChunker
@@ -163,3 +165,18 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(every)
+
+
+def sse_events(url: str, body: dict[str, Any]) -> list[tuple[float, str, dict[str, Any]]]:
+    """POST `body` to a Server-Sent Events route (a 200 is asserted); every event as (arrival
+    time, event name, JSON data), in order."""
+    events: list[tuple[float, str, dict[str, Any]]] = []
+    with httpx.stream("POST", url, json=body, timeout=300) as response:
+        assert response.status_code == 200, response.read()
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((time.monotonic(), name, json.loads(line[5:])))
+    return events

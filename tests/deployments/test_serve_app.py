@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import free_port, wait_for, write_corpus
+from tests.helpers import free_port, sse_events, wait_for, write_corpus
 from utils.settings import BuildSettings, ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -155,18 +155,10 @@ def test_ask_generates_with_real_vllm(live_app: LiveApp) -> None:
 
 def _sse_done(url: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The streamed text and the `done` event's data of one /ask/stream call."""
-    streamed, done = "", {}
-    with httpx.stream("POST", f"{url}/ask/stream", json=body, timeout=300) as response:
-        assert response.status_code == 200
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data = json.loads(line[5:])
-                streamed += data["text"] if name == "token" else ""
-                done = data if name == "done" else done
-    return streamed, done
+    events = sse_events(f"{url}/ask/stream", body)
+    streamed = "".join(data["text"] for _, name, data in events if name == "token")
+    done = [data for _, name, data in events if name == "done"]
+    return streamed, done[-1] if done else {}
 
 
 def _assert_cited_from_sources(body: dict[str, Any]) -> None:
@@ -217,17 +209,8 @@ def test_an_out_of_corpus_question_is_refused(live_app: LiveApp) -> None:
 
 
 def test_stream_delivers_tokens_before_the_end(live_app: LiveApp) -> None:
-    events: list[tuple[float, str, dict[str, Any]]] = []
-    with httpx.stream("POST", f"{live_app.url}/ask/stream",
-                      json={"question": "Explain replicas in guide 2", "top_k": 2},
-                      timeout=300) as response:  # fmt: skip
-        assert response.status_code == 200
-        name = ""
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                events.append((time.monotonic(), name, json.loads(line[5:])))
+    events = sse_events(f"{live_app.url}/ask/stream",
+                        {"question": "Explain replicas in guide 2", "top_k": 2})  # fmt: skip
     tokens = [e for e in events if e[1] == "token"]
     done = [e for e in events if e[1] == "done"]
     assert len(tokens) > 3 and len(done) == 1 and events[-1][1] == "done"
