@@ -11,6 +11,7 @@ from typing import Any, Literal
 from ragcore.answer_stream import StreamGuard
 from ragcore.answering import AnswerPolicy, AskOptions, FinishedAnswer
 from ragcore.metrics import MetricsSink, NullMetrics
+from ragcore.prompts import PromptTemplate
 from ragcore.protocols import (
     Answer,
     AnswerDone,
@@ -174,10 +175,10 @@ class RAGService:
                       finished.mode, finished.citations, validation, version,
                       finished.stop_reason)  # fmt: skip
 
-    def _count_tokens(self, usage: Usage, gen_ms: float, version: str) -> None:
+    def _count_tokens(self, usage: Usage, since_first_token_ms: float, version: str) -> None:
         self.metrics.tokens(usage.prompt, usage.completion, version)
-        if usage.completion:
-            self.metrics.per_output_token(gen_ms / usage.completion, version)
+        if usage.completion > 1:  # time per output token after the first one
+            self.metrics.per_output_token(since_first_token_ms / (usage.completion - 1), version)
 
     async def _events(
         self, question: str, top_k: int, options: AskOptions, route: str
@@ -193,7 +194,7 @@ class RAGService:
             return
         assert self.generator is not None  # _without_generation answered otherwise
         guard = StreamGuard(hits, self.policy.settings.validation, template)
-        run = _Run(template.version)
+        run = _Run(template)
         stream = self.generator.stream(template.render(question, hits, self._context_chars), params)
         deadline = time.monotonic() + self.settings.generator.timeout_s
         try:
@@ -250,8 +251,7 @@ class RAGService:
             finished = self._degraded(question, hits, run.failure, run.version)
             return self._answer(finished, hits, run.usage, start, run.version, "degraded")
         stop = "length" if run.failure else run.stop_reason
-        template = self.policy.template(run.version)
-        finished = self.policy.finish(question, guard.text, hits, stop, template)
+        finished = self.policy.finish(question, guard.text, hits, stop, run.template)
         if run.failure:
             finished = replace(finished, message=f"{run.failure}; {finished.message}".rstrip("; "))
         return self._answer(finished, hits, run.usage, start, run.version)
@@ -261,11 +261,15 @@ class RAGService:
 class _Run:
     """What one generation has produced so far."""
 
-    version: str
+    template: PromptTemplate
     usage: Usage = field(default_factory=Usage)
     stop_reason: str = "stop"
     failure: str = ""
     first_token_at: float | None = None
+
+    @property
+    def version(self) -> str:
+        return self.template.version
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:
