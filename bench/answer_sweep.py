@@ -142,13 +142,18 @@ def generate(
 
 
 def score(
-    questions: list[str], hits: list[list[Hit]], answers: list[tuple[str, int, str]]
+    version: str,
+    questions: list[str],
+    hits: list[list[Hit]],
+    answers: list[tuple[str, int, str]],
 ) -> dict[str, Any]:
-    """The judge-free scores of the raw text and of what the service would return."""
+    """The judge-free scores of the raw text and of what the service would return for
+    answers generated with prompt `version`."""
     from ragcore.answering import AnswerPolicy
 
     service = settings()
     policy = AnswerPolicy(service.answers, service.generator)
+    template = policy.template(version)
     raw: dict[str, list[float]] = {}
     served: dict[str, list[float]] = {}
     reasons: dict[str, int] = {}
@@ -156,7 +161,7 @@ def score(
         sources = [{"source": h.source, "content": h.content} for h in found]
         for name, value in answer_quality(text, sources, tokens, ARGS.max_tokens).items():
             raw.setdefault(name, []).append(value)
-        finished = policy.finish(question, text, found, reason)
+        finished = policy.finish(question, text, found, reason, template)
         if finished.reason:
             reasons[finished.reason] = reasons.get(finished.reason, 0) + 1
         final_tokens = tokens if finished.mode == "generated" else 0
@@ -184,7 +189,7 @@ def main() -> None:
     CONFIGS.update({version: (version, {}) for version in ARGS.versions})
     for name in (ARGS.configs or []) + ARGS.versions:
         answers = generate(CONFIGS[name], questions, dev_hits, llm)
-        results[name] = score(questions, dev_hits, answers)
+        results[name] = score(CONFIGS[name][0], questions, dev_hits, answers)
         results[name]["answers"] = answers  # re-scored offline while tuning the checks
         shown = ("raw", "served", "fallback_reasons")
         print(name, json.dumps({k: results[name][k] for k in shown}), flush=True)

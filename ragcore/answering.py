@@ -119,7 +119,7 @@ class AnswerPolicy:
         raw: str,
         hits: list[Hit],
         stop_reason: str,
-        template: PromptTemplate | None = None,
+        template: PromptTemplate,
     ) -> FinishedAnswer:
         """Clean a generated answer (prompt echoes, a loop, a cut tail), ground its citations
         and check it; an answer that fails a check is replaced by the extractive one, and the
@@ -130,7 +130,7 @@ class AnswerPolicy:
             cited = ground_citations(raw, contexts, [h.source for h in hits], attribute=False)
             validation = validate(cited, contexts, checks)
             return FinishedAnswer(raw.strip(), "generated", cited.cited, validation, stop_reason)
-        text = (template or self.template(None)).strip_scaffolding(raw)
+        text = template.strip_scaffolding(raw)  # the prompt the answer was generated from
         text = trim_to_sentence(text) if stop_reason == "length" else text
         kept = cut_at_repeat(text, checks.ngram)
         if kept != text.rstrip():

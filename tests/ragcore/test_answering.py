@@ -5,15 +5,20 @@ from __future__ import annotations
 import pytest
 
 from ragcore.answering import AnswerPolicy, AskOptions
+from ragcore.prompts import TemplateStore
 from ragcore.protocols import Hit
 from utils.answer_settings import AnswerSettings
 from utils.errors import RequestRejectedError
+from utils.paths import PROMPTS_DIR
 from utils.settings import GeneratorSettings
 
 DOC = ("Ray Serve autoscaling adjusts the number of replicas based on ongoing requests. "
        "Set max_ongoing_requests in the deployment decorator to bound the queue.")  # fmt: skip
 HITS = [Hit(DOC, "https://docs.ray.io/en/master/serve/autoscaling.html#a", 0.5,
             "Autoscaling > Config", relevance=0.62)]  # fmt: skip
+
+
+V2 = TemplateStore(PROMPTS_DIR).get("answer-v2")
 
 
 def policy(**settings: object) -> AnswerPolicy:
@@ -46,14 +51,14 @@ def test_refuses_only_when_nothing_retrieved_is_relevant() -> None:
 
 def test_good_answer_is_kept_with_grounded_citations() -> None:
     raw = "Autoscaling adjusts the number of replicas based on ongoing requests [4]."
-    done = policy().finish("How does autoscaling work?", raw, HITS, "stop")
+    done = policy().finish("How does autoscaling work?", raw, HITS, "stop", V2)
     assert done.mode == "generated" and done.text.endswith("requests [1].")
     assert done.citations == (1,) and done.validation and done.validation.invalid_citations == 1
 
 
 def test_an_ungrounded_loop_falls_back_to_an_extractive_answer_with_the_reasons() -> None:
     raw = "It is a class that is used to create a deployment. " * 5
-    done = policy().finish("What is autoscaling?", raw, HITS, "length")
+    done = policy().finish("What is autoscaling?", raw, HITS, "length", V2)
     assert done.mode == "extractive" and done.citations == (1,)
     assert done.validation and not done.validation.passed
     assert done.reason == "groundedness" and "failed validation" in done.message
@@ -64,7 +69,7 @@ def test_an_ungrounded_loop_falls_back_to_an_extractive_answer_with_the_reasons(
 def test_a_good_start_before_a_loop_is_kept_and_the_loop_cut() -> None:
     good = "Autoscaling adjusts the number of replicas based on ongoing requests [1]. "
     raw = good + "Set max_ongoing_requests in the decorator. " * 4
-    done = policy().finish("How does autoscaling work?", raw, HITS, "length")
+    done = policy().finish("How does autoscaling work?", raw, HITS, "length", V2)
     assert done.mode == "generated" and done.stop_reason == "repetition"
     assert done.text.count("max_ongoing_requests") == 1 and done.validation
     assert done.validation.passed and done.validation.max_ngram_count == 1
@@ -72,5 +77,5 @@ def test_a_good_start_before_a_loop_is_kept_and_the_loop_cut() -> None:
 
 def test_validation_off_returns_the_model_text_as_is() -> None:
     raw = "It loops. " * 10 + "https://example.com/x"
-    done = policy(validation={"enabled": False}).finish("q", raw, HITS, "stop")
+    done = policy(validation={"enabled": False}).finish("q", raw, HITS, "stop", V2)
     assert done.mode == "generated" and done.text == raw.strip()
