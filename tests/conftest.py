@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.helpers import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("RAG_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -47,3 +52,17 @@ def ray_docs_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     archive = shared_path("ray-docs", "ray-docs-html.tar.gz")
     return unpack_ray_docs(archive, tmp_path_factory.mktemp("ray-docs"))
+
+
+@pytest.fixture
+def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server for one test, stopped after it; a clean skip when redis-server is
+    not installed (`make setup` installs it). Options (`appendonly`) come by indirect
+    parametrization."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make setup installs it)")
+    from tests.helpers import RedisServer
+
+    server = RedisServer(tmp_path / "redis", **getattr(request, "param", {})).start()
+    yield server
+    server.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,6 +15,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pipelines.chunk import SectionChunker
 from ragcore.documents import Page, Section
@@ -167,6 +172,69 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: flo
         time.sleep(every)
 
 
+class RedisServer:
+    """A real redis-server on a free loopback port, keeping its files in `directory`; without
+    `appendonly` nothing is persisted. Restarts on the same port and directory."""
+
+    def __init__(self, directory: Path, appendonly: bool = False) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start it and wait until it answers PING."""
+        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+                   "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                   "--dir", str(self.directory), "--logfile", "redis.log"]  # fmt: skip
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_for(self._answers, 10, f"redis-server on port {self.port}", every=0.02)
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            log = (self.directory / "redis.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"redis-server exited with {self.process.returncode}:\n{log}")
+        # No retries: each poll is one quick try.
+        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1,
+                             retry=Retry(NoBackoff(), 0))  # fmt: skip
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:
+            return False
+        finally:
+            client.close()
+
+    def pause(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing answers (a hung server)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """SIGTERM, and wait for it to exit (it writes its append-only file first); a paused
+        server is continued so that it can."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGCONT)
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def restart(self) -> RedisServer:
+        """Stop and start again, on the same port and directory."""
+        self.stop()
+        return self.start()
+
+
 def sse_events(url: str, body: dict[str, Any]) -> list[tuple[float, str, dict[str, Any]]]:
     """POST `body` to a Server-Sent Events route (a 200 is asserted); every event as (arrival
     time, event name, JSON data), in order."""
@@ -180,3 +248,46 @@ def sse_events(url: str, body: dict[str, Any]) -> list[tuple[float, str, dict[st
             elif line.startswith("data:"):
                 events.append((time.monotonic(), name, json.loads(line[5:])))
     return events
+
+
+class InProcessActor:
+    """A Ray actor handle over a local instance: `handle.method.remote(*args)` returns an
+    awaitable, so `ActorTenantStore` runs the real actor class without Ray (unit tests)."""
+
+    def __init__(self, instance: Any) -> None:
+        self._instance = instance
+        self.down = False  # True: every call fails, like a dead actor
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._instance, name)
+
+        async def remote(*args: Any) -> Any:
+            if self.down:
+                raise ConnectionError("actor unavailable")
+            return method(*args)
+
+        return type("Method", (), {"remote": staticmethod(remote)})
+
+
+def tenant_gate(state_dir: Path, **auth: Any) -> tuple[Any, Any]:
+    """A `TenantGate` over the embedded store's actor class run in-process (no Ray), and that
+    actor handle (set `.down` to simulate an outage)."""
+    from deployments.tenant_store import ActorTenantStore, TenantStoreActor
+    from ragcore.tenancy.gate import TenantGate
+    from utils.auth_settings import AuthSettings
+
+    actor = InProcessActor(TenantStoreActor(str(state_dir)))
+    settings = AuthSettings(state_dir=state_dir, **auth)
+    return TenantGate(ActorTenantStore(actor), settings, "docs"), actor
+
+
+def add_key(state_dir: Path, tenant: str, **fields: Any) -> str:
+    """Store a new key for `tenant` in the embedded store's SQLite file; returns the secret."""
+    from ragcore.tenancy.keys import ApiKey, hash_secret, new_key_id, new_secret
+    from ragcore.tenancy.sqlite_ledger import SqliteLedger
+
+    secret = new_secret()
+    ledger = SqliteLedger(state_dir / "tenants.db")
+    ledger.add_key(ApiKey(new_key_id(), hash_secret(secret), tenant, **fields))
+    ledger.close()
+    return secret
