@@ -33,6 +33,18 @@ class MetricsSink(Protocol):
 
     def groundedness(self, value: float, prompt_version: str) -> None: ...
 
+    def tenant_request(self, tenant: str, route: str, status: int) -> None: ...
+
+    def tenant_tokens(self, tenant: str, prompt: int, completion: int) -> None: ...
+
+    def limited(self, tenant: str, reason: str) -> None: ...
+
+    def auth_failure(self, reason: str) -> None: ...
+
+    def store_error(self, op: str) -> None: ...
+
+    def store_bypassed(self, op: str) -> None: ...
+
 
 class NullMetrics:
     """Drops everything."""
@@ -65,4 +77,22 @@ class NullMetrics:
         pass
 
     def groundedness(self, value: float, prompt_version: str) -> None:
+        pass
+
+    def tenant_request(self, tenant: str, route: str, status: int) -> None:
+        pass
+
+    def tenant_tokens(self, tenant: str, prompt: int, completion: int) -> None:
+        pass
+
+    def limited(self, tenant: str, reason: str) -> None:
+        pass
+
+    def auth_failure(self, reason: str) -> None:
+        pass
+
+    def store_error(self, op: str) -> None:
+        pass
+
+    def store_bypassed(self, op: str) -> None:
         pass

@@ -180,3 +180,16 @@ class Generator(Protocol):
     ) -> AsyncIterator[GenerationDelta]: ...
 
     async def readiness(self) -> Readiness: ...
+
+
+class TokenBudget(Protocol):
+    """One request's token budget: reserve before generating, settle to the real usage after
+    (always, also on error and disconnect)."""
+
+    async def reserve(self, tokens: int) -> None:
+        """Hold `tokens`, or raise RateLimitedError (429) / RequestRejectedError (422)."""
+        ...
+
+    async def settle(self, usage: Usage) -> None:
+        """Replace the reservation with what was used."""
+        ...

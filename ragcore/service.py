@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -24,9 +24,11 @@ from ragcore.protocols import (
     Readiness,
     Searcher,
     SearchOutcome,
+    TokenBudget,
     Usage,
 )
-from utils.errors import OverloadedError
+from ragcore.token_count import byte_bound
+from utils.errors import OverloadedError, RequestRejectedError
 from utils.logs import get_logger
 from utils.settings import ServiceSettings
 
@@ -48,8 +50,13 @@ class RAGService:
         settings: ServiceSettings,
         metrics: MetricsSink | None = None,
         policy: AnswerPolicy | None = None,
+        collections: Mapping[str, Searcher] | None = None,
+        count_tokens: Callable[[list[dict[str, str]]], int] = byte_bound,
     ) -> None:
         self.searcher = searcher
+        # Every served collection by name; `searcher` is the default collection's.
+        self.collections = {settings.default_collection: searcher, **(collections or {})}
+        self.count_tokens = count_tokens
         self.policy = policy or AnswerPolicy(settings.answers, settings.generator)
         self.generator = generator
         self.settings = settings
@@ -95,6 +102,10 @@ class RAGService:
         on: then /ask degrades to sources, which the details say)."""
         index = await self.searcher.readiness()
         details = {**index.details, "generator": await self._generator_health()}
+        for name, searcher in self.collections.items():
+            if searcher is not self.searcher:
+                state = await searcher.readiness()
+                details[f"collection:{name}"] = state.details.get("index_version", state.reason)
         if index.ready and self.generator_state == "warming":
             return Readiness(False, "the generator is warming up", details)
         return Readiness(index.ready, index.reason, details)
@@ -110,30 +121,52 @@ class RAGService:
             return f"unavailable ({type(exc).__name__})"
         return "ready" if state.ready else f"unavailable ({state.reason})"
 
-    async def search(self, query: str, k: int, route: str = "search") -> SearchOutcome:
-        """Top-k hits; IndexNotReadyError (503) when no usable index is loaded."""
-        return await self.searcher.search(query, k, route)
+    async def search(
+        self, query: str, k: int, route: str = "search", collection: str | None = None
+    ) -> SearchOutcome:
+        """Top-k hits of a collection (None: the default); IndexNotReadyError (503) when no
+        usable index is loaded, RequestRejectedError (422) for a collection not served."""
+        searcher = self.collections.get(collection or self.settings.default_collection)
+        if searcher is None:
+            raise RequestRejectedError(f"collection '{collection}' is not served here; "
+                                       f"served: {', '.join(self.collections)}")  # fmt: skip
+        return await searcher.search(query, k, route)
 
-    async def ask(self, question: str, top_k: int, options: AskOptions | None = None) -> Answer:
+    async def ask(
+        self,
+        question: str,
+        top_k: int,
+        options: AskOptions | None = None,
+        collection: str | None = None,
+        budget: TokenBudget | None = None,
+    ) -> Answer:
         """A validated, cited answer: generated when it passes the checks, else extractive;
         refused when nothing relevant was retrieved. It is generated as a stream, so a loop
         is cut as it starts, as on /ask/stream. RequestRejectedError (422) for options the
         server does not allow; OverloadedError (429) when the engine is full."""
         answer: Answer | None = None
-        async for event in self._events(question, top_k, options or AskOptions(), "ask"):
+        events = self._events(question, top_k, options or AskOptions(), "ask", collection, budget)
+        async for event in events:
             if isinstance(event, AnswerDone):
                 answer = event.answer
         assert answer is not None
         return answer
 
     def ask_stream(
-        self, question: str, top_k: int, options: AskOptions | None = None
+        self,
+        question: str,
+        top_k: int,
+        options: AskOptions | None = None,
+        collection: str | None = None,
+        budget: TokenBudget | None = None,
     ) -> AsyncIterator[AnswerEvent]:
         """Screened `AnswerToken`s as the engine produces them, then one `AnswerDone` with the
         final answer (which replaces the streamed text when it is extractive). Search and
         option errors raise before the first event; closing the iterator cancels generation;
-        a stream that starts to loop is cut."""
-        return self._events(question, top_k, options or AskOptions(), "ask_stream")
+        a stream that starts to loop is cut. `budget` reserves prompt plus max_tokens before
+        generating and is settled to the real usage however the generation ends."""
+        return self._events(question, top_k, options or AskOptions(), "ask_stream", collection,
+                            budget)  # fmt: skip
 
     @property
     def _context_chars(self) -> int:
@@ -181,12 +214,18 @@ class RAGService:
             self.metrics.per_output_token(since_first_token_ms / (usage.completion - 1), version)
 
     async def _events(
-        self, question: str, top_k: int, options: AskOptions, route: str
+        self,
+        question: str,
+        top_k: int,
+        options: AskOptions,
+        route: str,
+        collection: str | None,
+        budget: TokenBudget | None,
     ) -> AsyncIterator[AnswerEvent]:
         start = time.perf_counter()
         template = self.policy.template(options.prompt_version)
         params = self.policy.decoding(template, options)
-        hits = (await self.search(question, top_k, route=route)).hits
+        hits = (await self.search(question, top_k, route, collection)).hits
         early = self._without_generation(question, hits)
         if early is not None:
             yield AnswerToken(early.text)
@@ -194,8 +233,11 @@ class RAGService:
             return
         assert self.generator is not None  # _without_generation answered otherwise
         guard = StreamGuard(hits, self.policy.settings.validation, template)
-        run = _Run(template)
-        stream = self.generator.stream(template.render(question, hits, self._context_chars), params)
+        messages = template.render(question, hits, self._context_chars)
+        run = _Run(template, prompt_estimate=self.count_tokens(messages))
+        if budget is not None:  # a 429 here comes before any answer text
+            await budget.reserve(run.prompt_estimate + params.max_tokens)
+        stream = self.generator.stream(messages, params)
         deadline = time.monotonic() + self.settings.generator.timeout_s
         try:
             while guard.stop_reason is None:
@@ -204,6 +246,7 @@ class RAGService:
                     delta = await asyncio.wait_for(anext(stream), left)
                 except StopAsyncIteration:
                     break
+                run.deltas += 1
                 safe = self._take(delta, guard, run, start)
                 if safe:
                     yield AnswerToken(safe)
@@ -218,6 +261,8 @@ class RAGService:
             log.warning("generation failed", extra=failed)
         finally:
             await _aclose(stream)
+            if budget is not None:  # also on error and when the client went away
+                await budget.settle(run.charged())
         tail = guard.flush()
         if tail and guard.stop_reason is None:
             yield AnswerToken(tail)
@@ -262,10 +307,19 @@ class _Run:
     """What one generation has produced so far."""
 
     template: PromptTemplate
+    prompt_estimate: int = 0
     usage: Usage = field(default_factory=Usage)
     stop_reason: str = "stop"
     failure: str = ""
     first_token_at: float | None = None
+    deltas: int = 0
+
+    def charged(self) -> Usage:
+        """What the generation cost: the engine's counts, else (cut before it reported any)
+        the counted prompt and one token per delta received."""
+        if self.usage.total:
+            return self.usage
+        return Usage(self.prompt_estimate, self.deltas) if self.deltas else Usage()
 
     @property
     def version(self) -> str:

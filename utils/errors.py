@@ -28,3 +28,23 @@ class UnavailableError(Exception):
 class RequestRejectedError(Exception):
     """A well-formed request asks for something this server does not allow (an unknown prompt
     version, a decoding value past the server's limit): a 422 whose message says what to use."""
+
+
+class AuthenticationError(Exception):
+    """No API key, or one that is unknown, revoked or expired: a 401 that never says which."""
+
+
+class ForbiddenError(Exception):
+    """A valid key without the scope for a route or collection: a 403 saying what is missing."""
+
+
+class RateLimitedError(Exception):
+    """A limit refused the request: a 429 with exact Retry-After and X-RateLimit-* headers."""
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+class StoreUnavailableError(Exception):
+    """The tenant store (keys, limits) cannot be reached and the policy is to fail closed."""

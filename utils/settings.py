@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from utils.answer_settings import AnswerSettings
+from utils.auth_settings import NAME_RE, AuthSettings, CollectionSettings
 from utils.paths import PROJECT_ROOT
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -276,6 +277,19 @@ class ServiceSettings(BaseModel):
     index_version: str | None = Field(
         default=None, description="Pin a version; None follows the CURRENT pointer."
     )
+    default_collection: str = Field(
+        default="docs",
+        pattern=NAME_RE.pattern,
+        description="Name of the collection at index_dir: what requests without a `collection` "
+        "read, and what keys created without --collections may read.",
+    )
+    collections: dict[str, CollectionSettings] = Field(
+        default_factory=dict,
+        description="More named collections (name -> index_dir), each hot-swapped on its own.",
+    )
+    auth: AuthSettings = Field(
+        default_factory=AuthSettings, description="API keys, limits and usage accounting."
+    )
     embedding_model: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,
         description="Query embedding model; must match the index manifest or queries get 503.",
@@ -352,6 +366,26 @@ class ServiceSettings(BaseModel):
     def _project_relative_index(cls, value: Path) -> Path:
         # Replicas may run with any working directory: anchor relative paths at the repo root.
         return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @model_validator(mode="after")
+    def _collection_names(self) -> ServiceSettings:
+        for name in self.collections:
+            if name == self.default_collection or not NAME_RE.match(name):
+                raise ValueError(f"collection name {name!r}: use 1-64 letters, digits, '_', "
+                                 "'.' or '-', other than default_collection")  # fmt: skip
+        return self
+
+    def collection_names(self) -> list[str]:
+        """Every served collection, the default first."""
+        return [self.default_collection, *self.collections]
+
+    def for_collection(self, name: str) -> ServiceSettings:
+        """These settings with index_dir and index_version of collection `name`."""
+        if name == self.default_collection:
+            return self
+        extra = self.collections[name]
+        return self.model_copy(update={"index_dir": extra.index_dir,
+                                       "index_version": extra.index_version})  # fmt: skip
 
 
 class Settings(BaseSettings):
