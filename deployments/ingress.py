@@ -18,11 +18,14 @@ from deployments.api import create_app
 from deployments.embedder import RemoteQueryEmbedder
 from deployments.generator import ServeLLMGenerator
 from deployments.metrics import ServeMetrics
+from deployments.tenant_store import build_tenant_store
 from ragcore.embedding import LocalQueryEmbedder
 from ragcore.index_manager import IndexManager
 from ragcore.protocols import QueryEmbedder
 from ragcore.search import SearchEngine
 from ragcore.service import RAGService
+from ragcore.tenancy.gate import TenantGate
+from ragcore.token_count import PromptTokenCounter
 from utils.logs import setup_logging
 from utils.settings import ServiceSettings
 
@@ -57,29 +60,50 @@ class Ingress:
             )
             local.embed_now(["warm up"])  # the first forward pass pays torch's lazy set-up
             query_embedder = local
-        self.index = IndexManager(config)
-        # Load before the replica takes traffic: a replica that Serve adds or replaces must
-        # not answer 503 "index not loaded" while its peers serve (the app may also start
-        # before any index exists; then the watcher loads the first one).
-        self.index.refresh()
-        search = SearchEngine(query_embedder, self.index, config.search_batch_size,
-                              config.call_timeout_s, self.metrics)  # fmt: skip
+        # One index manager per collection, each following its own CURRENT. Load before the
+        # replica takes traffic: a replica that Serve adds or replaces must not answer 503
+        # "index not loaded" while its peers serve (the app may also start before any index
+        # exists; then the watcher loads the first one).
+        self.indexes = {name: IndexManager(config.for_collection(name))
+                        for name in config.collection_names()}  # fmt: skip
+        self.index = self.indexes[config.default_collection]
+        engines = {}
+        for name, manager in self.indexes.items():
+            manager.refresh()
+            engines[name] = SearchEngine(query_embedder, manager, config.search_batch_size,
+                                         config.call_timeout_s, self.metrics)  # fmt: skip
         llm = ServeLLMGenerator(generator, config.generator) if generator is not None else None
-        self.service = RAGService(search, llm, config, self.metrics)
+        count = PromptTokenCounter(config.generator.model_source)
+        default = engines.pop(config.default_collection)
+        self.service = RAGService(default, llm, config, self.metrics, collections=engines,
+                                  count_tokens=count)  # fmt: skip
+        self.gate = None
+        if config.auth.enabled:
+            store = build_tenant_store(config.auth)
+            self.gate = TenantGate(store, config.auth, config.default_collection, self.metrics)
         loop = asyncio.get_event_loop()
-        self._watcher = loop.create_task(self.index.watch())
+        self._watchers = [loop.create_task(m.watch()) for m in self.indexes.values()]
         self._warmup = loop.create_task(self.service.warm_up())
+        self._flusher = loop.create_task(self.gate.run_flusher()) if self.gate else None
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         """Serve calls this after __init__: the routes use this replica's service."""
         return create_app(self.service, self.metrics, request_id_of=serve_request_id,
-                          echo_request_id=False)  # fmt: skip
+                          echo_request_id=False, gate=self.gate)  # fmt: skip
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Hot settings from Serve's `user_config`; swaps without downtime."""
         self.index.reconfigure(user_config)
 
     async def check_health(self) -> None:
-        """Unhealthy when the index watcher died (Serve then replaces the replica)."""
-        if self._watcher.done():
+        """Unhealthy when an index watcher or the usage flusher died (Serve then replaces the
+        replica)."""
+        if any(w.done() for w in self._watchers):
             raise RuntimeError("index watcher stopped")
+        if self._flusher is not None and self._flusher.done():
+            raise RuntimeError("usage flusher stopped")
+
+    async def __del__(self) -> None:
+        """Serve calls this on shutdown: write the usage records still buffered."""
+        if self.gate is not None:
+            await self.gate.flush()

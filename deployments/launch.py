@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,24 @@ def wait_ready(
             last = type(exc).__name__
         time.sleep(1.0)
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f}s (last: {last})")
+
+
+def create_key(
+    tenant: str,
+    flags: Sequence[str] = (),
+    tenant_limits: Sequence[str] = (),
+    config: Path | None = None,
+) -> str:
+    """A new API key from the real CLI, `manage_keys.py create --tenant TENANT [flags]`, on
+    the store the config names; `tenant_limits` (e.g. ["--rpm", "100"]) are first set as the
+    tenant's own limits with `manage_keys.py limits`."""
+    base = [sys.executable, "manage_keys.py"] + (["--config", str(config)] if config else [])
+    if tenant_limits:
+        subprocess.run([*base, "limits", "--tenant", tenant, *tenant_limits], cwd=PROJECT_ROOT,
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    out = subprocess.run([*base, "create", "--tenant", tenant, *flags], cwd=PROJECT_ROOT,
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    return out.stdout.strip().splitlines()[-1]
 
 
 @contextmanager

@@ -61,6 +61,32 @@ class ServeMetrics:
             tag_keys=("reason", "prompt_version"),  # type: ignore[arg-type]
         )  # fmt: skip
 
+        self._tenant_requests = metrics.Counter(
+            "rag_tenant_requests", description="Requests by tenant (the first "
+            "auth.metrics_max_tenants per replica; then 'other'), route and status.",
+            tag_keys=("tenant", "route", "status"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._tenant_tokens = metrics.Counter(
+            "rag_tenant_tokens", description="Prompt and completion tokens by tenant.",
+            tag_keys=("tenant", "kind"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._limited = metrics.Counter(
+            "rag_rate_limited", description="Requests a limit refused, by tenant and limit.",
+            tag_keys=("tenant", "limit"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._auth_failures = metrics.Counter(
+            "rag_auth_failures", description="401s and 403s by reason: missing, invalid, "
+            "scope, collection.", tag_keys=("reason",),
+        )  # fmt: skip
+        self._store_errors = metrics.Counter(
+            "rag_tenant_store_errors", description="Tenant store calls that failed or timed "
+            "out, by operation.", tag_keys=("op",),
+        )  # fmt: skip
+        self._store_bypassed = metrics.Counter(
+            "rag_tenant_store_bypassed", description="Requests let through unlimited because "
+            "the store was down and auth.on_store_failure is open.", tag_keys=("op",),
+        )  # fmt: skip
+
     def stage(self, stage: str, route: str, ms: float) -> None:
         self._stage.observe(ms, tags={"stage": stage, "route": route})
 
@@ -95,3 +121,24 @@ class ServeMetrics:
 
     def batch(self, stage: str, size: int) -> None:
         self._batch.observe(size, tags={"stage": stage})
+
+    def tenant_request(self, tenant: str, route: str, status: int) -> None:
+        self._tenant_requests.inc(1, tags={"tenant": tenant, "route": route,
+                                           "status": str(status)})  # fmt: skip
+
+    def tenant_tokens(self, tenant: str, prompt: int, completion: int) -> None:
+        for kind, count in (("prompt", prompt), ("completion", completion)):
+            if count:
+                self._tenant_tokens.inc(count, tags={"tenant": tenant, "kind": kind})
+
+    def limited(self, tenant: str, reason: str) -> None:
+        self._limited.inc(1, tags={"tenant": tenant, "limit": reason})
+
+    def auth_failure(self, reason: str) -> None:
+        self._auth_failures.inc(1, tags={"reason": reason})
+
+    def store_error(self, op: str) -> None:
+        self._store_errors.inc(1, tags={"op": op})
+
+    def store_bypassed(self, op: str) -> None:
+        self._store_bypassed.inc(1, tags={"op": op})

@@ -7,9 +7,10 @@ from fastapi import FastAPI
 
 from deployments.api.errors import install_error_handlers
 from deployments.api.middleware import RequestIdOf, header_request_id, install_middleware
-from deployments.api.routes import ask, health, openai, search
+from deployments.api.routes import ask, health, openai, search, usage
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.service import RAGService
+from ragcore.tenancy.gate import TenantGate
 
 
 def create_app(
@@ -17,17 +18,19 @@ def create_app(
     metrics: MetricsSink | None = None,
     request_id_of: RequestIdOf = header_request_id,
     echo_request_id: bool = True,
+    gate: TenantGate | None = None,
 ) -> FastAPI:
-    """The FastAPI app over a `RAGService`."""
+    """The FastAPI app over a `RAGService`; `gate` None serves without API keys."""
     app = FastAPI(
         title="ray-rag",
         description="Search and grounded answers over a documentation index, on Ray Serve.",
         version="0.2.0",
     )
     app.state.service = service
+    app.state.gate = gate
     install_middleware(app, service.settings.max_body_bytes, metrics or NullMetrics(),
                        request_id_of, echo_request_id)  # fmt: skip
     install_error_handlers(app)
-    for module in (health, search, ask, openai):
+    for module in (health, search, ask, openai, usage):
         app.include_router(module.router)
     return app

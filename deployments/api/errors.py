@@ -9,10 +9,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deployments.api.schemas import ErrorResponse, FieldError, ValidationErrorResponse
 from utils.errors import (
+    AuthenticationError,
+    ForbiddenError,
     IndexNotReadyError,
     InputError,
     OverloadedError,
+    RateLimitedError,
     RequestRejectedError,
+    StoreUnavailableError,
     UnavailableError,
 )
 from utils.logs import request_id_var
@@ -82,6 +86,26 @@ async def _rejected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, f"invalid request: {exc}")
 
 
+async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+    # One message for a missing, unknown, revoked or expired key: never says which.
+    return error_response(401, "missing or invalid API key: send 'Authorization: Bearer <key>' "
+                          "or 'X-API-Key: <key>'", {"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+
+async def _forbidden(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(403, f"forbidden: {exc}")
+
+
+async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimitedError)
+    retry = exc.headers.get("Retry-After", "1")
+    return error_response(429, f"rate limited: {exc}; retry after {retry} s", exc.headers)
+
+
+async def _store_down(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(503, f"service unavailable: {exc}; try again", {"Retry-After": "1"})
+
+
 async def _timeout(request: Request, exc: Exception) -> JSONResponse:
     return error_response(504, "an internal call timed out; try again")
 
@@ -96,3 +120,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UnavailableError, _unavailable)
     app.add_exception_handler(OverloadedError, _overloaded)
     app.add_exception_handler(TimeoutError, _timeout)
+    app.add_exception_handler(AuthenticationError, _unauthenticated)
+    app.add_exception_handler(ForbiddenError, _forbidden)
+    app.add_exception_handler(RateLimitedError, _rate_limited)
+    app.add_exception_handler(StoreUnavailableError, _store_down)

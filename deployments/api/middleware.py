@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
 from deployments.api.errors import error_response
 from ragcore.metrics import MetricsSink
+from ragcore.tenancy.gate import Caller, TenantGate
 from utils.logs import get_logger, request_id_var
 
 log = get_logger("http")
@@ -55,8 +57,36 @@ def install_middleware(
         metrics.request(route, response.status_code)
         if route in TIMED_ROUTES:
             metrics.stage("end_to_end", route.strip("/").replace("/", "_"), ms)
+        caller: Caller | None = getattr(request.state, "caller", None)
+        who = {} if caller is None else {"tenant": caller.principal.tenant,
+                                         "key_id": caller.principal.key_id,
+                                         "collection": caller.collection}  # fmt: skip
         log.info("request", extra={"route": route, "method": request.method,
                                    "status": response.status_code, "latency_ms": round(ms, 2),
-                                   **getattr(request.state, "log_extra", {})})  # fmt: skip
+                                   **who, **getattr(request.state, "log_extra", {})})  # fmt: skip
+        if caller is not None:
+            _account(request, response, caller, route)
         request_id_var.reset(token)
         return response
+
+
+def _account(request: Request, response: Response, caller: Caller, route: str) -> None:
+    """Rate-limit headers on the response, and the request's usage record when it ends: now,
+    or for a stream when its body is done (or the client went away)."""
+    for name, value in caller.headers.items():
+        response.headers.setdefault(name, value)
+    gate: TenantGate = request.app.state.gate
+    status, request_id = response.status_code, request_id_var.get()
+    body = getattr(response, "body_iterator", None)
+    if body is None or not response.headers.get("content-type", "").startswith("text/event-stream"):
+        gate.finish(caller, route, status, request_id)
+        return
+
+    async def accounted() -> AsyncIterator[Any]:
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            gate.finish(caller, route, status, request_id)
+
+    response.body_iterator = accounted()  # type: ignore[attr-defined]

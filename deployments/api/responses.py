@@ -11,7 +11,17 @@ _ERR = {"model": ErrorResponse}
 BAD_JSON = {400: {**_ERR, "description": "The body is not valid JSON."}}
 TOO_LARGE = {413: {**_ERR, "description": "The body is larger than max_body_bytes."}}
 INVALID = {422: {"model": ValidationErrorResponse, "description": "A field is invalid."}}
-OVERLOADED = {429: {**_ERR, "description": "At capacity; retry after the Retry-After header."}}
+OVERLOADED = {
+    429: {
+        **_ERR,
+        "description": "At capacity, or a tenant limit refused the request: "
+        "retry after the Retry-After header (X-RateLimit-* say which limit).",
+    }
+}
+AUTH = {
+    401: {**_ERR, "description": "Missing or invalid API key (Bearer or X-API-Key)."},
+    403: {**_ERR, "description": "The key lacks the scope or the collection."},
+}
 INTERNAL = {500: {**_ERR, "description": "An unexpected error (logged with the request id)."}}
 UNAVAILABLE = {503: {**_ERR, "description": "Not ready (no index yet, a part restarting or "
                      "overloaded); the message says why. Retry-After when transient."}}  # fmt: skip
@@ -34,5 +44,5 @@ def responses(*groups: Mapping[Any, Any]) -> dict[int | str, dict[str, Any]]:
     return merged
 
 
-QUERY_ROUTE = responses(TOO_LARGE, INVALID, OVERLOADED, INTERNAL, UNAVAILABLE, TIMEOUT)
+QUERY_ROUTE = responses(AUTH, TOO_LARGE, INVALID, OVERLOADED, INTERNAL, UNAVAILABLE, TIMEOUT)
 BODY_ROUTE = responses(BAD_JSON, QUERY_ROUTE)

@@ -17,9 +17,17 @@ from pydantic import (
 
 from ragcore.answering import AskOptions
 from ragcore.protocols import Answer, Hit
+from ragcore.tenancy.stores import DayUsage
+from utils.auth_settings import NAME_RE
 
 MAX_QUERY_CHARS = 2000
 MAX_K = 50
+COLLECTION_FIELD = Field(
+    default=None,
+    pattern=NAME_RE.pattern,
+    description="Collection to read; default: the API key's first collection (the service's "
+    "default collection without auth). A collection outside the key's list gets 403.",
+)
 
 
 def _strip_query(value: str) -> str:
@@ -36,6 +44,7 @@ class SearchParams(BaseModel):
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What to look for.")
     k: int = Field(default=5, ge=1, le=MAX_K, description="How many chunks to return.")
+    collection: str | None = COLLECTION_FIELD
 
     @field_validator("query")
     @classmethod
@@ -77,6 +86,7 @@ class AskRequest(BaseModel):
         min_length=1, max_length=MAX_QUERY_CHARS, description="The question to answer."
     )
     top_k: StrictInt = Field(default=5, ge=1, le=20, description="Chunks given to the model.")
+    collection: str | None = COLLECTION_FIELD
     max_tokens: StrictInt | None = Field(
         default=None, ge=1, le=2048, description="Answer length cap; default from settings."
     )
@@ -234,6 +244,41 @@ class ModelList(BaseModel):
 
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class UsageDay(BaseModel):
+    """A tenant's totals for one UTC day and route."""
+
+    day: str = Field(description="UTC day, YYYY-MM-DD.")
+    route: str
+    requests: int
+    errors: int = Field(description="Requests answered with a status of 400 or more.")
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class UsageResponse(BaseModel):
+    """GET /v1/usage: a tenant's recorded usage and its limits' windows right now."""
+
+    tenant: str
+    since: str = Field(description="First UTC day included.")
+    days: list[UsageDay]
+    requests: int = Field(description="Total requests in `days`.")
+    prompt_tokens: int
+    completion_tokens: int
+    limits: dict[str, dict[str, int | None]] = Field(
+        description="Per subject (tenant:NAME, key:ID): its limits (null: none)."
+    )
+    current: dict[str, dict[str, int]] = Field(
+        description="Per subject: requests and tokens in the last minute, tokens today, open "
+        "streams (reservations included)."
+    )
+    request_id: str = ""
+
+
+def to_usage_days(rows: list[DayUsage]) -> list[UsageDay]:
+    """Domain usage rows as response items."""
+    return [UsageDay(**asdict(row)) for row in rows]
 
 
 def to_hit(hit: Hit) -> SearchHit:

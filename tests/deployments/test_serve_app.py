@@ -94,7 +94,8 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iter
     args = {"index_dir": str(index_dir), "index_poll_s": 0.5,
             "ingress": {"num_replicas": 2, "ray_actor_options": {"num_cpus": 1}},
             "generator": {"max_tokens": 48, "timeout_s": 300},
-            "answers": {"prompts_dir": str(prompts)}}  # fmt: skip
+            "answers": {"prompts_dir": str(prompts)},
+            "auth": {"enabled": False}}  # tenants: test_tenants_serve.py  # fmt: skip
     serve.run(build_app(args), name="rag", route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
     before = wait_for(lambda: _readyz(url), 900, "the app to answer /readyz", every=1.0)
@@ -278,6 +279,7 @@ def test_generator_failure_degrades_ask(live_app: LiveApp) -> None:
             yield  # pragma: no cover - makes this an (async) generator method
 
     settings = ServiceSettings(index_dir=live_app.index_dir, ingress={"num_replicas": 1},
+                               auth={"enabled": False},
                                generator={"warmup_timeout_s": 3})  # fmt: skip
     app = build_app_from(settings, generator=BrokenLLM.bind())  # type: ignore[attr-defined]
     serve.run(app, name="broken", route_prefix="/broken", blocking=False)

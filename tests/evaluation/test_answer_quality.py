@@ -56,7 +56,7 @@ def serve_docs_app(
     index_pages(pages, BuildSettings(sources=[site.url], index_dir=index_dir))
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = {"index_dir": str(index_dir), "ingress": {"num_replicas": 1}}
+    args = {"index_dir": str(index_dir), "ingress": {"num_replicas": 1}, "auth": {"enabled": False}}
     serve.run(build_app(args), name="answers", route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _ready(url), 900, "the answers app to be ready", every=2.0)

@@ -8,6 +8,13 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from deployments.api.auth import (
+    AskCaller,
+    StreamCaller,
+    admitted,
+    budget_for,
+    collection_for,
+)
 from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, SSE, responses
 from deployments.api.schemas import AskRequest, AskResponse, to_ask_response
@@ -21,9 +28,16 @@ log = get_logger("http")
 @router.post("/ask", response_model=AskResponse, summary="Grounded answer with sources",
              responses=BODY_ROUTE)  # fmt: skip
 async def ask(
-    req: AskRequest, request: Request, service: ServiceDep, request_id: RequestIdDep
+    req: AskRequest,
+    request: Request,
+    service: ServiceDep,
+    request_id: RequestIdDep,
+    caller: AskCaller,
 ) -> AskResponse:
-    answer = await service.ask(req.question, req.top_k, req.options())
+    collection = collection_for(request, caller, req.collection)
+    answer = await service.ask(req.question, req.top_k, req.options(), collection,
+                               budget_for(request, caller))  # fmt: skip
+    await admitted(request, caller)
     request.state.log_extra = {"tokens_prompt": answer.usage.prompt,
                                "tokens_completion": answer.usage.completion,
                                "answer_status": answer.status, "answer_mode": answer.mode,
@@ -34,12 +48,18 @@ async def ask(
 @router.post("/ask/stream", summary="Grounded answer as Server-Sent Events",
              response_class=StreamingResponse, responses=responses(SSE, BODY_ROUTE))  # fmt: skip
 async def ask_stream(
-    req: AskRequest, request: Request, service: ServiceDep, request_id: RequestIdDep
+    req: AskRequest,
+    request: Request,
+    service: ServiceDep,
+    request_id: RequestIdDep,
+    caller: StreamCaller,
 ) -> StreamingResponse:
     """`token` events ({"text"}: screened answer text as it is generated), then one `done`
     event with the whole /ask body. Its `answer` is the final text: when `answer_mode` is
     `extractive` it replaces what was streamed (a stream that loops is cut there)."""
-    events = service.ask_stream(req.question, req.top_k, req.options())
+    collection = collection_for(request, caller, req.collection)
+    events = service.ask_stream(req.question, req.top_k, req.options(), collection,
+                                budget_for(request, caller))  # fmt: skip
     # Search errors (503, 504) must surface before the 200 and its headers are sent.
     first = await anext(events)
     return StreamingResponse(_sse(first, events, request, request_id),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from deployments.api.auth import SearchCaller, admitted, collection_for
 from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, QUERY_ROUTE
 from deployments.api.schemas import SearchParams, SearchRequest, SearchResponse, to_hit
@@ -13,8 +14,12 @@ from deployments.api.schemas import SearchParams, SearchRequest, SearchResponse,
 router = APIRouter(tags=["search"])
 
 
-async def _search(req: SearchParams, service: ServiceDep, request_id: str) -> SearchResponse:
-    outcome = await service.search(req.query, req.k)
+async def _search(
+    req: SearchParams, service: ServiceDep, request_id: str, request: Request, caller: SearchCaller
+) -> SearchResponse:
+    collection = collection_for(request, caller, req.collection)
+    outcome = await service.search(req.query, req.k, collection=collection)
+    await admitted(request, caller)
     hits = [to_hit(h) for h in outcome.hits]
     return SearchResponse(results=hits, message="" if hits else "no results",
                           request_id=request_id)  # fmt: skip
@@ -23,14 +28,22 @@ async def _search(req: SearchParams, service: ServiceDep, request_id: str) -> Se
 @router.get("/search", response_model=SearchResponse, summary="Hybrid search",
             responses=QUERY_ROUTE)  # fmt: skip
 async def search_get(
-    params: Annotated[SearchParams, Query()], service: ServiceDep, request_id: RequestIdDep
+    params: Annotated[SearchParams, Query()],
+    service: ServiceDep,
+    request_id: RequestIdDep,
+    request: Request,
+    caller: SearchCaller,
 ) -> SearchResponse:
-    return await _search(params, service, request_id)
+    return await _search(params, service, request_id, request, caller)
 
 
 @router.post("/search", response_model=SearchResponse, summary="Hybrid search (JSON body)",
              responses=BODY_ROUTE)  # fmt: skip
 async def search_post(
-    req: SearchRequest, service: ServiceDep, request_id: RequestIdDep
+    req: SearchRequest,
+    service: ServiceDep,
+    request_id: RequestIdDep,
+    request: Request,
+    caller: SearchCaller,
 ) -> SearchResponse:
-    return await _search(req, service, request_id)
+    return await _search(req, service, request_id, request, caller)
