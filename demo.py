@@ -1,4 +1,5 @@
-"""`make demo`: build an index of guide/ (the user guide), serve it, ask three questions, stop.
+"""`make demo`: build an index of guide/ (the user guide), create a demo tenant's API key, serve
+the index, ask three questions with the key, stop.
 
 Each step is the real CLI a user would run: build_index.py, serve_index.py, test_client.py.
 """
@@ -6,11 +7,12 @@ Each step is the real CLI a user would run: build_index.py, serve_index.py, test
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from deployments.launch import serve_index_process
+from deployments.launch import create_key, serve_index_process
 
 ROOT = Path(__file__).resolve().parent
 QUESTIONS = [
@@ -26,16 +28,21 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
     py = sys.executable
-    print("== 1/3 build the index (Ray tasks crawl, chunk and embed guide/)", flush=True)
+    print("== 1/4 build the index (Ray tasks crawl, chunk and embed guide/)", flush=True)
     subprocess.run([py, "build_index.py", "--index-dir", args.index_dir], cwd=ROOT, check=True)
-    print("\n== 2/3 start the service (Ray Serve + vLLM; the first start takes a minute or two)",
+    print("\n== 2/4 create a demo tenant's API key (python manage_keys.py create --tenant demo)",
+          flush=True)  # fmt: skip
+    key = create_key("demo", ["--name", "make demo"])
+    print(f"key {key[:6]}... (shown once; test_client.py takes it as --api-key or RAG_API_KEY)")
+    print("\n== 3/4 start the service (Ray Serve + vLLM; the first start takes a minute or two)",
           flush=True)  # fmt: skip
     with serve_index_process(args.index_dir, args.port, stop_timeout_s=120) as url:
-        print("\n== 3/3 ask questions", flush=True)
+        print("\n== 4/4 ask questions", flush=True)
+        env = {**os.environ, "RAG_API_KEY": key}
         for question in QUESTIONS:
             print(f"\n>>> {question}", flush=True)
             subprocess.run([py, "test_client.py", "--url", url, "--k", "3", question],
-                           cwd=ROOT, check=True)  # fmt: skip
+                           cwd=ROOT, check=True, env=env)  # fmt: skip
     print("\ndemo finished: `make serve` keeps the service running.")
     return 0
 

@@ -3,12 +3,16 @@
 python test_client.py "How do I scale a deployment?"
 python test_client.py --stream "What is a DeploymentHandle?"
 python test_client.py --search-only --k 3 "autoscaling"
+
+With auth on (the shipped serve_config.yaml), pass a key from `python manage_keys.py create`:
+--api-key KEY, or the RAG_API_KEY environment variable.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -24,6 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stream", action="store_true", help="stream the answer as it is made")
     parser.add_argument("--search-only", action="store_true", help="plain search, no answer")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per request")
+    parser.add_argument("--api-key", default=os.environ.get("RAG_API_KEY"),
+                        help="API key (default: $RAG_API_KEY)")  # fmt: skip
+    parser.add_argument("--collection", default=None, help="collection to read (default: the "
+                        "key's first)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -37,7 +45,10 @@ def _check(response: httpx.Response) -> dict[str, Any]:
             message = response.json().get("message", response.text)
         except ValueError:
             message = response.text
-        raise ServiceError(f"HTTP {response.status_code}: {str(message)[:300]}")
+        hint = ""
+        if response.status_code == 401:
+            hint = " (pass --api-key or set RAG_API_KEY; create one with manage_keys.py)"
+        raise ServiceError(f"HTTP {response.status_code}: {str(message)[:300]}{hint}")
     result: dict[str, Any] = response.json()
     return result
 
@@ -50,7 +61,10 @@ def print_sources(sources: list[dict[str, Any]], key: str = "content") -> None:
 
 
 def search(client: httpx.Client, args: argparse.Namespace) -> None:
-    data = _check(client.get("/search", params={"query": args.question, "k": args.k}))
+    params: dict[str, Any] = {"query": args.question, "k": args.k}
+    if args.collection:
+        params["collection"] = args.collection
+    data = _check(client.get("/search", params=params))
     print(f"search: {len(data['results'])} results")
     print_sources(data["results"])
 
@@ -71,16 +85,23 @@ def print_answer_footer(data: dict[str, Any]) -> None:
         print_sources(data["sources"])
 
 
+def ask_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The /ask body the flags describe."""
+    body: dict[str, Any] = {"question": args.question, "top_k": args.k}
+    if args.collection:
+        body["collection"] = args.collection
+    return body
+
+
 def ask(client: httpx.Client, args: argparse.Namespace) -> None:
-    data = _check(client.post("/ask", json={"question": args.question, "top_k": args.k}))
+    data = _check(client.post("/ask", json=ask_body(args)))
     print("answer:")
     print(data["answer"] or data.get("message", ""))
     print_answer_footer(data)
 
 
 def ask_stream(client: httpx.Client, args: argparse.Namespace) -> None:
-    body = {"question": args.question, "top_k": args.k}
-    with client.stream("POST", "/ask/stream", json=body) as response:
+    with client.stream("POST", "/ask/stream", json=ask_body(args)) as response:
         if response.status_code >= 400:
             response.read()
             _check(response)
@@ -103,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the requests; exit 1 with one line when the service is down or errs."""
     args = parse_args(argv)
     try:
-        with httpx.Client(base_url=args.url, timeout=args.timeout) as client:
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        with httpx.Client(base_url=args.url, timeout=args.timeout, headers=headers) as client:
             if args.search_only:
                 search(client, args)
             else:

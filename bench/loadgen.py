@@ -150,15 +150,15 @@ async def measure(
     return Level(system, concurrency, results, wall, total - len(results), errors)
 
 
-def search_call(url: str, questions: list[str]) -> Call:
-    """GET {url}?query=...&k=SEARCH_K, cycling through the questions; a 200 without results
-    counts as a failure."""
+def search_call(url: str, questions: list[str], headers: dict[str, str] | None = None) -> Call:
+    """GET {url}?query=...&k=SEARCH_K, cycling through the questions (with `headers`, e.g.
+    an API key); a 200 without results counts as a failure."""
 
     async def call(client: httpx.AsyncClient, i: int) -> Sample:
         start = time.perf_counter()
         try:
-            params = {"query": questions[i % len(questions)], "k": SEARCH_K}
-            response = await client.get(url, params=params)
+            params: dict[str, str | int] = {"query": questions[i % len(questions)], "k": SEARCH_K}
+            response = await client.get(url, params=params, headers=headers)
             latency = time.perf_counter() - start
         except httpx.HTTPError as exc:
             return Sample(False, time.perf_counter() - start, type(exc).__name__)

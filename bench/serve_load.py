@@ -109,6 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra env var for our app's replicas (experiments; reported)",
     )
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--tenants", action="store_true", help="instead: auth + limits overhead "
+                   "and an abusive tenant's effect (bench/tenant_load.py)")  # fmt: skip
     args = p.parse_args(argv)
     args.rag_env = dict(item.split("=", 1) for item in args.rag_env)
     if args.quick:
@@ -204,13 +206,18 @@ def transformers_level(prompts: list[list[dict[str, str]]], model: str, max_toke
 def main(argv: list[str] | None = None) -> int:
     """Deploy, measure /search and /ask, shut down, measure the engine alone, report."""
     args = parse_args(argv)
+    if args.tenants:
+        from bench import tenant_load
+
+        return tenant_load.run(args)
     index_dir, version = common.resolve_index(args.index_dir)
     questions = common.load_questions()
     quiet = common.wait_quiet(args.quiet_load, args.wait_quiet) if args.wait_quiet > 0 else True
     loads = {"before": common.loadavg()}
     print(f"index {index_dir} version {version}; {len(questions)} questions; load {loads}")
+    # Without API keys, like the servers it is compared with (--tenants measures what they add).
     config = setup.serve_config(index_dir, version, common.free_port(), args.ingress_replicas,
-                                args.rag_env)  # fmt: skip
+                                args.rag_env, app_args={"auth": {"enabled": False}})  # fmt: skip
     service = setup.our_settings(config)
     config["applications"] += setup.book_apps(index_dir, version, service.embedding_model,
                                               args.book_threads, args.book_defaults)  # fmt: skip

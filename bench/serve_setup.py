@@ -40,14 +40,16 @@ def serve_config(
     port: int,
     ingress_replicas: int | None = None,
     rag_env: dict[str, str] | None = None,
+    app_args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """serve_config.yaml as serve_index.py deploys it, pinned to `version` in the app's args
     and in the Ingress user_config (which overrides them): a build publishing mid-run must not
-    trigger a hot swap under load. `rag_env` adds env vars to our replicas (experiments)."""
-    app_args: dict[str, Any] = {"index_version": version}
+    trigger a hot swap under load. `rag_env` adds env vars to our replicas (experiments);
+    `app_args` are laid over the app's args."""
+    args: dict[str, Any] = {"index_version": version, **(app_args or {})}
     if ingress_replicas:
-        app_args["ingress"] = {"num_replicas": ingress_replicas, "autoscaling_config": None}
-    config = load_serve_config(CONFIG, index_dir, port, app_args)
+        args["ingress"] = {"num_replicas": ingress_replicas, "autoscaling_config": None}
+    config = load_serve_config(CONFIG, index_dir, port, args)
     rag = next(a for a in config["applications"] if a["name"] == APP_NAME)
     _ingress_overrides(rag, version, ingress_replicas)
     if rag_env:
