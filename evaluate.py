@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ans.add_argument("--max-tokens", type=int, default=256, help="max_tokens sent; an answer "
                      "that uses them all counts as a loop")  # fmt: skip
     ans.add_argument("--prompt-version", help="prompt_version sent (default: the server's)")
+    ans.add_argument("--api-key", default=os.environ.get("RAG_API_KEY"),
+                     help="API key (default: $RAG_API_KEY)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -159,6 +161,7 @@ def run_answers(args: argparse.Namespace) -> None:
         concurrency=args.concurrency,
         max_tokens=args.max_tokens,
         prompt_version=args.prompt_version,
+        api_key=args.api_key,
     )
     _report(f"answers: {len(items)} questions to {args.url}", {"service": report}, {})
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common
 from bench.report import table
-from deployments.launch import serve_index_process
+from deployments.launch import create_key, serve_index_process
 from evaluation.answers import evaluate_answers, load_questions
 
 OUT_OF_CORPUS = common.ROOT / "evaluation" / "data" / "out-of-corpus.jsonl"
@@ -72,9 +72,12 @@ def score_run(args: argparse.Namespace, version: str | None, env: dict[str, str]
     if args.questions:
         dev = [i for i in items if i.answerable][: args.questions]
         items = dev + [i for i in items if not i.answerable]
+    roomy = ["--rpm", "100000", "--tokens-per-minute", "100000000", "--tokens-per-day",
+             "1000000000", "--max-streams", "1000"]  # fmt: skip
+    key = create_key("bench-answers", tenant_limits=roomy)  # serve_config.yaml has auth on
     with serve_index_process(args.index_dir, args.port, env) as url:
         return evaluate_answers(items, url, concurrency=args.concurrency, prompt_version=version,
-                                timeout=600)  # fmt: skip
+                                timeout=600, api_key=key)  # fmt: skip
 
 
 TARGETS = [  # (metric, label, holds)

@@ -156,13 +156,15 @@ def evaluate_answers(
     concurrency: int = 1,
     max_tokens: int = 256,
     prompt_version: str | None = None,
+    api_key: str | None = None,
 ) -> dict[str, float]:
-    """Ask every question once (`concurrency` at a time) and reduce the answers to the
-    report's metrics."""
+    """Ask every question once (`concurrency` at a time, with `api_key` when the service
+    has auth on) and reduce the answers to the report's metrics."""
     body: dict[str, Any] = {"top_k": top_k, "max_tokens": max_tokens}
     if prompt_version:
         body["prompt_version"] = prompt_version
-    with httpx.Client(timeout=timeout, transport=transport) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(timeout=timeout, transport=transport, headers=headers) as client:
 
         def one(item: QAItem) -> tuple[QAItem, dict[str, Any], float] | None:
             try:
