@@ -5,6 +5,7 @@ set of counters) or Redis."""
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ NAMESPACE = "rag"
 
 
 class TenantStoreActor:
-    """The embedded store. Its methods are synchronous and the actor runs one call at a time,
-    so every admission and reservation is atomic across all replicas."""
+    """The embedded store. Calls run on a few threads so that a usage write (an fsync) never
+    holds up an admission; every limiter operation takes one lock, so each admission and
+    reservation is atomic across all replicas."""
 
     def __init__(self, state_dir: str) -> None:
         self.ledger = SqliteLedger(Path(state_dir) / "tenants.db")
         # Counters restart empty, but a day's tokens restart from the durable usage records.
         self.limits = MemoryLimits(day_seed=self.ledger.day_tokens)
+        self._lock = threading.Lock()
 
     def lookup(self, key_hash: str) -> tuple[ApiKey, Limits | None] | None:
         # Read from SQLite on every call: the CLI's changes apply without a restart.
@@ -32,19 +35,24 @@ class TenantStoreActor:
         return None if key is None else (key, self.ledger.tenant_limits(key.tenant))
 
     def admit(self, subjects: list[Subject], rid: str, stream_ttl_s: float | None) -> Decision:
-        return self.limits.admit(subjects, rid, stream_ttl_s)
+        with self._lock:
+            return self.limits.admit(subjects, rid, stream_ttl_s)
 
     def admit_many(self, requests: list[Admission]) -> list[Decision]:
-        return [self.limits.admit(r.subjects, r.rid, r.stream_ttl_s) for r in requests]
+        with self._lock:
+            return [self.limits.admit(r.subjects, r.rid, r.stream_ttl_s) for r in requests]
 
     def reserve(self, subjects: list[Subject], rid: str, tokens: int) -> Decision:
-        return self.limits.reserve(subjects, rid, tokens)
+        with self._lock:
+            return self.limits.reserve(subjects, rid, tokens)
 
     def settle(self, subjects: list[Subject], rid: str, tokens: int) -> None:
-        self.limits.settle(subjects, rid, tokens)
+        with self._lock:
+            self.limits.settle(subjects, rid, tokens)
 
     def release(self, subjects: list[Subject], rid: str) -> None:
-        self.limits.release(subjects, rid)
+        with self._lock:
+            self.limits.release(subjects, rid)
 
     def record(self, records: list[UsageRecord]) -> None:
         self.ledger.record(records)
@@ -53,7 +61,8 @@ class TenantStoreActor:
         return self.ledger.usage(tenant, since_day)
 
     def snapshot(self, subjects: list[Subject]) -> dict[str, dict[str, int]]:
-        return self.limits.snapshot(subjects)
+        with self._lock:
+            return self.limits.snapshot(subjects)
 
 
 class ActorTenantStore:
@@ -111,7 +120,7 @@ def embedded_actor(state_dir: Path) -> Any:
     cls = ray.remote(TenantStoreActor)
     return cls.options(
         name=actor_name(state_dir), namespace=NAMESPACE, get_if_exists=True,
-        lifetime="detached", num_cpus=0, max_restarts=-1, max_concurrency=1,
+        lifetime="detached", num_cpus=0, max_restarts=-1, max_concurrency=4,
         resources={"node:__internal_head__": 0.001},
     ).remote(str(state_dir))  # fmt: skip
 
