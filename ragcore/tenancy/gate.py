@@ -18,6 +18,7 @@ from ragcore.tenancy.headers import rate_headers
 from ragcore.tenancy.keys import Limits, Principal, hash_secret
 from ragcore.tenancy.limiter import Decision, Subject
 from ragcore.tenancy.stores import Admission, DayUsage, TenantStore, UsageRecord
+from ragcore.tenancy.usage_log import UsageLog
 from utils.auth_settings import AuthSettings
 from utils.errors import (
     AuthenticationError,
@@ -31,7 +32,6 @@ from utils.logs import get_logger
 log = get_logger("tenants")
 T = TypeVar("T")
 MAX_CACHED_KEYS = 10_000
-MAX_BUFFERED_RECORDS = 100_000
 # A key whose last admission in this replica left at least this many requests of its window is
 # admitted beside its work (the check overlaps retrieval instead of preceding it). A key near
 # or over its limit is checked first, so a refused request costs no retrieval.
@@ -75,7 +75,7 @@ class TenantGate:
         self.default_limits = Limits(limits.rpm, limits.tokens_per_minute,
                                      limits.tokens_per_day, limits.max_streams)  # fmt: skip
         self._keys: dict[str, tuple[float, Principal | None]] = {}
-        self._records: list[UsageRecord] = []
+        self.usage_log = UsageLog(store, settings, self.metrics)
         self._labels: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._headroom: dict[str, int] = {}  # key id -> requests left after its last admission
@@ -221,35 +221,18 @@ class TenantGate:
         usage = caller.usage
         self.metrics.tenant_request(label, route, status)
         self.metrics.tenant_tokens(label, usage.prompt, usage.completion)
-        if len(self._records) >= MAX_BUFFERED_RECORDS:
-            self._records.pop(0)
-            self.metrics.store_error("usage_dropped")
-        self._records.append(UsageRecord(
+        self.usage_log.add(UsageRecord(
             time.time(), caller.principal.tenant, caller.principal.key_id, route,
             caller.collection, status, usage.prompt, usage.completion,
             round((time.perf_counter() - caller.started) * 1000, 2), request_id))  # fmt: skip
 
     async def flush(self) -> None:
-        """Write buffered usage records; kept for the next try when the store is down."""
-        if not self._records:
-            return
-        batch, self._records = self._records, []
-        try:
-            await asyncio.wait_for(self.store.record(batch), self.settings.store_timeout_s * 5)
-        except Exception as exc:
-            self.metrics.store_error("record")
-            why = {"records": len(batch), "error": repr(exc)[:200]}
-            log.warning("usage not written yet; will retry", extra=why)
-            self._records = batch + self._records
+        """Write the buffered usage records now."""
+        await self.usage_log.flush()
 
     async def run_flusher(self) -> None:
-        """Flush usage every `usage_flush_s` until cancelled (then once more)."""
-        try:
-            while True:
-                await asyncio.sleep(self.settings.usage_flush_s)
-                await self.flush()
-        finally:
-            await asyncio.shield(self.flush())
+        """Write usage records every `usage_flush_s` until cancelled."""
+        await self.usage_log.run()
 
     async def usage(self, tenant: str, since_day: str) -> list[DayUsage]:
         """A tenant's totals per day and route."""
