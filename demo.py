@@ -33,7 +33,7 @@ def main() -> int:
     print("\n== 2/4 create a demo tenant's API key (python manage_keys.py create --tenant demo)",
           flush=True)  # fmt: skip
     key = create_key("demo", ["--name", "make demo"])
-    print(f"key {key[:6]}... (shown once; test_client.py takes it as --api-key or RAG_API_KEY)")
+    print("key created; test_client.py gets it as RAG_API_KEY (or pass --api-key)")
     print("\n== 3/4 start the service (Ray Serve + vLLM; the first start takes a minute or two)",
           flush=True)  # fmt: skip
     with serve_index_process(args.index_dir, args.port, stop_timeout_s=120) as url:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Literal
 
 from ragcore.answer_stream import StreamGuard
 from ragcore.answering import AnswerPolicy, AskOptions, FinishedAnswer
+from ragcore.generation_run import GenerationRun, aclose
 from ragcore.metrics import MetricsSink, NullMetrics
-from ragcore.prompts import PromptTemplate
 from ragcore.protocols import (
     Answer,
     AnswerDone,
@@ -234,7 +234,7 @@ class RAGService:
         assert self.generator is not None  # _without_generation answered otherwise
         guard = StreamGuard(hits, self.policy.settings.validation, template)
         messages = template.render(question, hits, self._context_chars)
-        run = _Run(template, prompt_estimate=self.count_tokens(messages))
+        run = GenerationRun(template, prompt_estimate=self.count_tokens(messages))
         if budget is not None:  # a 429 here comes before any answer text
             await budget.reserve(run.prompt_estimate + params.max_tokens)
         stream = self.generator.stream(messages, params)
@@ -260,7 +260,7 @@ class RAGService:
             failed = {"error": repr(exc)[:500], "prompt_version": template.version}
             log.warning("generation failed", extra=failed)
         finally:
-            await _aclose(stream)
+            await aclose(stream)
             if budget is not None:  # also on error and when the client went away
                 await budget.settle(run.charged())
         tail = guard.flush()
@@ -268,7 +268,9 @@ class RAGService:
             yield AnswerToken(tail)
         yield AnswerDone(self._finish(question, hits, guard, run, start, route))
 
-    def _take(self, delta: GenerationDelta, guard: StreamGuard, run: _Run, start: float) -> str:
+    def _take(
+        self, delta: GenerationDelta, guard: StreamGuard, run: GenerationRun, start: float
+    ) -> str:
         """Account for one engine delta; return its screened text."""
         safe = ""
         if delta.text:
@@ -284,7 +286,7 @@ class RAGService:
         return safe
 
     def _finish(
-        self, question: str, hits: list[Hit], guard: StreamGuard, run: _Run, start: float,
+        self, question: str, hits: list[Hit], guard: StreamGuard, run: GenerationRun, start: float,
         route: str,
     ) -> Answer:  # fmt: skip
         """The checked answer of a finished (or failed, or cut) generation."""
@@ -300,33 +302,3 @@ class RAGService:
         if run.failure:
             finished = replace(finished, message=f"{run.failure}; {finished.message}".rstrip("; "))
         return self._answer(finished, hits, run.usage, start, run.version)
-
-
-@dataclass
-class _Run:
-    """What one generation has produced so far."""
-
-    template: PromptTemplate
-    prompt_estimate: int = 0
-    usage: Usage = field(default_factory=Usage)
-    stop_reason: str = "stop"
-    failure: str = ""
-    first_token_at: float | None = None
-    deltas: int = 0
-
-    def charged(self) -> Usage:
-        """What the generation cost: the engine's counts, else (cut before it reported any)
-        the counted prompt and one token per delta received."""
-        if self.usage.total:
-            return self.usage
-        return Usage(self.prompt_estimate, self.deltas) if self.deltas else Usage()
-
-    @property
-    def version(self) -> str:
-        return self.template.version
-
-
-async def _aclose(stream: AsyncIterator[Any]) -> None:
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()
