@@ -3,6 +3,7 @@
 python evaluate.py ray-qa --qa qa-dev.jsonl --index-dir index [--k 1 3 5 10] [--mode dense hybrid]
 python evaluate.py beir --data scifact --split train [--index-dir /tmp/rag-eval/scifact]
 python evaluate.py answers --qa qa.jsonl --url http://127.0.0.1:8000 [--judge-url URL]
+python evaluate.py redteam --data ../shared/data/redteam/prompt-injections-dev.jsonl
 
 Each prints a table, then one JSON object with every metric as its last line.
 """
@@ -26,6 +27,7 @@ from utils.errors import IndexNotReadyError, InputError
 from utils.settings import RetrievalSettings, Settings
 
 MODES = ["dense", "lexical", "hybrid"]
+DEFAULT_BENIGN = Path(__file__).resolve().parent.parent / "shared/data/ray-docs/qa-dev.jsonl"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,6 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ans.add_argument("--prompt-version", help="prompt_version sent (default: the server's)")
     ans.add_argument("--api-key", default=os.environ.get("RAG_API_KEY"),
                      help="API key (default: $RAG_API_KEY)")  # fmt: skip
+    red = sub.add_parser("redteam", help="score the injection guard on a labelled set")
+    red.add_argument("--data", type=Path, required=True, help='JSON lines {"text", "label"}')
+    red.add_argument("--benign", type=Path, default=DEFAULT_BENIGN,
+                     help="benign user questions (default: Ray-docs dev set)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -166,12 +172,32 @@ def run_answers(args: argparse.Namespace) -> None:
     _report(f"answers: {len(items)} questions to {args.url}", {"service": report}, {})
 
 
+def run_redteam(args: argparse.Namespace) -> None:
+    """Run a labelled set through the injection guard in this process."""
+    from evaluation.redteam import evaluate_redteam
+    from ragcore.embedding import SentenceEmbedder
+    from ragcore.guards.injection import InjectionDetector
+
+    if not args.data.exists():
+        raise InputError(f"no such file: {args.data}")
+    embedder = SentenceEmbedder(Settings().service.embedding_model)
+    report = evaluate_redteam(InjectionDetector(embedder.embed), args.data, args.benign)
+    from evaluation.metrics import format_table
+
+    print(f"redteam: {args.data}")
+    print(*format_table({"injection guard": report}), sep="\n")
+    print(json.dumps(report, sort_keys=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; user errors print one line and exit 2."""
     args = parse_args(argv)
     try:
         if args.command == "answers":
             run_answers(args)
+            return 0
+        if args.command == "redteam":
+            run_redteam(args)
             return 0
         settings = Settings()
         retrieval = _retrieval(args, settings)
