@@ -20,6 +20,9 @@ from deployments.generator import ServeLLMGenerator
 from deployments.metrics import ServeMetrics
 from deployments.tenant_store import build_tenant_store
 from ragcore.embedding import LocalQueryEmbedder
+from ragcore.guards.injection import InjectionDetector
+from ragcore.guards.pii import PiiRedactor
+from ragcore.guards.pipeline import GuardPipeline
 from ragcore.index_manager import IndexManager
 from ragcore.protocols import QueryEmbedder
 from ragcore.search import SearchEngine
@@ -37,6 +40,17 @@ def serve_request_id(request: Request) -> str:
     return _get_serve_request_context().request_id or request.headers.get("x-request-id") or ""
 
 
+def build_guards(
+    config: ServiceSettings, local: LocalQueryEmbedder | None, metrics: ServeMetrics
+) -> GuardPipeline:
+    """The guard pipeline; the injection head reads the encoder this replica already loaded
+    (one of its own when queries are embedded remotely)."""
+    encoder = local or LocalQueryEmbedder(config.embedding_model, config.embed_threads,
+                                          config.embed_chunk_size)  # fmt: skip
+    return GuardPipeline(config.guards, InjectionDetector(encoder.embed_now), PiiRedactor(),
+                         metrics)  # fmt: skip
+
+
 @serve.ingress()
 class Ingress:
     """Thin Serve wrapper: wires the plain parts together and serves the FastAPI app."""
@@ -51,6 +65,7 @@ class Ingress:
         config = ServiceSettings.model_validate(settings)
         self.metrics = ServeMetrics()
         query_embedder: QueryEmbedder
+        local: LocalQueryEmbedder | None = None
         if embedder is not None:
             query_embedder = RemoteQueryEmbedder(embedder, config.embedding_model,
                                                  config.call_timeout_s)  # fmt: skip
@@ -74,9 +89,10 @@ class Ingress:
                                          config.call_timeout_s, self.metrics)  # fmt: skip
         llm = ServeLLMGenerator(generator, config.generator) if generator is not None else None
         count = PromptTokenCounter(config.generator.model_source)
+        guards = build_guards(config, local, self.metrics) if config.guards.enabled else None
         default = engines.pop(config.default_collection)
         self.service = RAGService(default, llm, config, self.metrics, collections=engines,
-                                  count_tokens=count)  # fmt: skip
+                                  count_tokens=count, guards=guards)  # fmt: skip
         self.gate = None
         if config.auth.enabled:
             store = build_tenant_store(config.auth)

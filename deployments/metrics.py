@@ -87,6 +87,16 @@ class ServeMetrics:
             "the store was down and auth.on_store_failure is open.", tag_keys=("op",),
         )  # fmt: skip
 
+        self._guards = metrics.Counter(
+            "rag_guard_events", description="Guard detections by guard (injection, pii, "
+            "pii_output, leak, markup), reason, action taken and tenant.",
+            tag_keys=("guard", "reason", "action", "tenant"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._redactions = metrics.Counter(
+            "rag_guard_redactions", description="PII entities redacted from questions, by "
+            "entity and tenant.", tag_keys=("entity", "tenant"),  # type: ignore[arg-type]
+        )  # fmt: skip
+
     def stage(self, stage: str, route: str, ms: float) -> None:
         self._stage.observe(ms, tags={"stage": stage, "route": route})
 
@@ -142,3 +152,10 @@ class ServeMetrics:
 
     def store_bypassed(self, op: str) -> None:
         self._store_bypassed.inc(1, tags={"op": op})
+
+    def guard(self, guard: str, reason: str, action: str, tenant: str) -> None:
+        self._guards.inc(1, tags={"guard": guard, "reason": reason, "action": action,
+                                  "tenant": tenant})  # fmt: skip
+
+    def redaction(self, entity: str, tenant: str) -> None:
+        self._redactions.inc(1, tags={"entity": entity, "tenant": tenant})

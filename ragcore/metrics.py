@@ -45,6 +45,10 @@ class MetricsSink(Protocol):
 
     def store_bypassed(self, op: str) -> None: ...
 
+    def guard(self, guard: str, reason: str, action: str, tenant: str) -> None: ...
+
+    def redaction(self, entity: str, tenant: str) -> None: ...
+
 
 class NullMetrics:
     """Drops everything."""
@@ -96,3 +100,26 @@ class NullMetrics:
 
     def store_bypassed(self, op: str) -> None:
         pass
+
+    def guard(self, guard: str, reason: str, action: str, tenant: str) -> None:
+        pass
+
+    def redaction(self, entity: str, tenant: str) -> None:
+        pass
+
+
+class BoundedLabels:
+    """A metric label that stays bounded: the first `limit` names seen keep their name,
+    later ones become "other" (per process)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        if name in self._seen:
+            return name
+        if len(self._seen) < self.limit:
+            self._seen.add(name)
+            return name
+        return "other"

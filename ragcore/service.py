@@ -11,6 +11,7 @@ from typing import Literal
 from ragcore.answer_stream import StreamGuard
 from ragcore.answering import AnswerPolicy, AskOptions, FinishedAnswer
 from ragcore.generation_run import GenerationRun, aclose
+from ragcore.guards.pipeline import GuardPipeline, GuardSession
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.protocols import (
     Answer,
@@ -52,11 +53,13 @@ class RAGService:
         policy: AnswerPolicy | None = None,
         collections: Mapping[str, Searcher] | None = None,
         count_tokens: Callable[[list[dict[str, str]]], int] = byte_bound,
+        guards: GuardPipeline | None = None,
     ) -> None:
         self.searcher = searcher
         # Every served collection by name; `searcher` is the default collection's.
         self.collections = {settings.default_collection: searcher, **(collections or {})}
         self.count_tokens = count_tokens
+        self.guards = guards
         self.policy = policy or AnswerPolicy(settings.answers, settings.generator)
         self.generator = generator
         self.settings = settings
@@ -139,13 +142,16 @@ class RAGService:
         options: AskOptions | None = None,
         collection: str | None = None,
         budget: TokenBudget | None = None,
+        tenant: str | None = None,
     ) -> Answer:
         """A validated, cited answer: generated when it passes the checks, else extractive;
         refused when nothing relevant was retrieved. It is generated as a stream, so a loop
         is cut as it starts, as on /ask/stream. RequestRejectedError (422) for options the
-        server does not allow; OverloadedError (429) when the engine is full."""
+        server does not allow; OverloadedError (429) when the engine is full; GuardRefusalError
+        (400) when a guard refuses the question (`tenant` picks its guard settings)."""
         answer: Answer | None = None
-        events = self._events(question, top_k, options or AskOptions(), "ask", collection, budget)
+        events = self._events(question, top_k, options or AskOptions(), "ask", collection, budget,
+                              tenant)  # fmt: skip
         async for event in events:
             if isinstance(event, AnswerDone):
                 answer = event.answer
@@ -159,6 +165,7 @@ class RAGService:
         options: AskOptions | None = None,
         collection: str | None = None,
         budget: TokenBudget | None = None,
+        tenant: str | None = None,
     ) -> AsyncIterator[AnswerEvent]:
         """Screened `AnswerToken`s as the engine produces them, then one `AnswerDone` with the
         final answer (which replaces the streamed text when it is extractive). Search and
@@ -166,7 +173,7 @@ class RAGService:
         a stream that starts to loop is cut. `budget` reserves prompt plus max_tokens before
         generating and is settled to the real usage however the generation ends."""
         return self._events(question, top_k, options or AskOptions(), "ask_stream", collection,
-                            budget)  # fmt: skip
+                            budget, tenant)  # fmt: skip
 
     @property
     def _context_chars(self) -> int:
@@ -221,19 +228,24 @@ class RAGService:
         route: str,
         collection: str | None,
         budget: TokenBudget | None,
+        tenant: str | None = None,
     ) -> AsyncIterator[AnswerEvent]:
         start = time.perf_counter()
         template = self.policy.template(options.prompt_version)
         params = self.policy.decoding(template, options)
+        shield = await self._shield(question, route, tenant)  # a 400 before anything else
+        question = shield.question.text if shield else question
         hits = (await self.search(question, top_k, route, collection)).hits
         early = self._without_generation(question, hits)
         if early is not None:
-            yield AnswerToken(early.text)
-            yield AnswerDone(self._answer(early, hits, Usage(), start, template.version))
+            answer = _screened(self._answer(early, hits, Usage(), start, template.version), shield)
+            yield AnswerToken(answer.text)
+            yield AnswerDone(answer)
             return
         assert self.generator is not None  # _without_generation answered otherwise
         guard = StreamGuard(hits, self.policy.settings.validation, template)
         messages = template.render(question, hits, self._context_chars)
+        messages = shield.protect(messages) if shield else messages
         run = GenerationRun(template, prompt_estimate=self.count_tokens(messages))
         if budget is not None:  # a 429 here comes before any answer text
             await budget.reserve(run.prompt_estimate + params.max_tokens)
@@ -248,6 +260,8 @@ class RAGService:
                     break
                 run.deltas += 1
                 safe = self._take(delta, guard, run, start)
+                if shield is not None and shield.stream_leaks(delta.text):
+                    break  # nothing of the leaking piece is sent; the answer becomes a refusal
                 if safe:
                     yield AnswerToken(safe)
         except OverloadedError:
@@ -266,7 +280,15 @@ class RAGService:
         tail = guard.flush()
         if tail and guard.stop_reason is None:
             yield AnswerToken(tail)
-        yield AnswerDone(self._finish(question, hits, guard, run, start, route))
+        yield AnswerDone(_screened(self._finish(question, hits, guard, run, start, route), shield))
+
+    async def _shield(self, question: str, route: str, tenant: str | None) -> GuardSession | None:
+        """The guards of this generation (None without guards); GuardRefusalError when the
+        question is refused. Off the event loop: the injection check runs the encoder."""
+        if self.guards is None:
+            return None
+        path = "/" + route.replace("_", "/")
+        return await asyncio.to_thread(self.guards.session, question, path, tenant)
 
     def _take(
         self, delta: GenerationDelta, guard: StreamGuard, run: GenerationRun, start: float
@@ -302,3 +324,14 @@ class RAGService:
         if run.failure:
             finished = replace(finished, message=f"{run.failure}; {finished.message}".rstrip("; "))
         return self._answer(finished, hits, run.usage, start, run.version)
+
+
+def _screened(answer: Answer, shield: GuardSession | None) -> Answer:
+    """The answer after the output guards: a leak becomes a refusal, markup and PII go."""
+    if shield is None:
+        return answer
+    screened = shield.answer(answer.text)
+    if screened.leaked:
+        return replace(answer, text=screened.text, mode="refused", citations=(),
+                       message="refused: " + ", ".join(screened.reasons))  # fmt: skip
+    return replace(answer, text=screened.text)

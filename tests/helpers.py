@@ -235,11 +235,14 @@ class RedisServer:
         return self.start()
 
 
-def sse_events(url: str, body: dict[str, Any]) -> list[tuple[float, str, dict[str, Any]]]:
-    """POST `body` to a Server-Sent Events route (a 200 is asserted); every event as (arrival
-    time, event name, JSON data), in order."""
+def sse_events(
+    url: str, body: dict[str, Any], client: httpx.Client | None = None
+) -> list[tuple[float, str, dict[str, Any]]]:
+    """POST `body` to a Server-Sent Events route (a 200 is asserted), through `client` if
+    given (e.g. a TestClient); every event as (arrival time, event name, JSON data)."""
     events: list[tuple[float, str, dict[str, Any]]] = []
-    with httpx.stream("POST", url, json=body, timeout=300) as response:
+    opener = client.stream if client is not None else httpx.stream
+    with opener("POST", url, json=body, timeout=300) as response:
         assert response.status_code == 200, response.read()
         name = ""
         for line in response.iter_lines():

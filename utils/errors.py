@@ -48,3 +48,12 @@ class RateLimitedError(Exception):
 
 class StoreUnavailableError(Exception):
     """The tenant store (keys, limits) cannot be reached and the policy is to fail closed."""
+
+
+class GuardRefusalError(Exception):
+    """A guard refused the request: a 400 whose `reason` is a stable code
+    (prompt_injection:<family>, pii:<entities>)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

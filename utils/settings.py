@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from utils.answer_settings import AnswerSettings
 from utils.auth_settings import NAME_RE, AuthSettings, CollectionSettings
+from utils.guard_settings import GuardSettings
 from utils.paths import PROJECT_ROOT
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -289,6 +290,10 @@ class ServiceSettings(BaseModel):
     )
     auth: AuthSettings = Field(
         default_factory=AuthSettings, description="API keys, limits and usage accounting."
+    )
+    guards: GuardSettings = Field(
+        default_factory=GuardSettings,
+        description="Prompt-injection, PII, leak and markup guards on the routes an LLM reads.",
     )
     embedding_model: str = Field(
         default=DEFAULT_EMBEDDING_MODEL,

@@ -67,6 +67,11 @@ def collection_for(request: Request, caller: Caller | None, requested: str | Non
     return caller.collection
 
 
+def tenant_of(caller: Caller | None) -> str | None:
+    """The caller's tenant (its guard settings); None when auth is disabled."""
+    return None if caller is None else caller.principal.tenant
+
+
 def budget_for(request: Request, caller: Caller | None) -> CallerBudget | None:
     """The token budget of the caller's request; None when auth is disabled."""
     gate = get_gate(request)

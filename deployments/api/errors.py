@@ -11,6 +11,7 @@ from deployments.api.schemas import ErrorResponse, FieldError, ValidationErrorRe
 from utils.errors import (
     AuthenticationError,
     ForbiddenError,
+    GuardRefusalError,
     IndexNotReadyError,
     InputError,
     OverloadedError,
@@ -23,10 +24,10 @@ from utils.logs import request_id_var
 
 
 def error_response(
-    status: int, message: str, headers: dict[str, str] | None = None
+    status: int, message: str, headers: dict[str, str] | None = None, reason: str = ""
 ) -> JSONResponse:
-    """A JSON error body with the request id."""
-    body = ErrorResponse(message=message, request_id=request_id_var.get())
+    """A JSON error body with the request id (and a guard's reason code)."""
+    body = ErrorResponse(message=message, request_id=request_id_var.get(), reason=reason)
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
@@ -106,6 +107,12 @@ async def _store_down(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, f"service unavailable: {exc}; try again", {"Retry-After": "1"})
 
 
+async def _guard_refusal(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GuardRefusalError)
+    return error_response(400, f"refused: {exc} ({exc.reason}); ask about the documentation",
+                          reason=exc.reason)  # fmt: skip
+
+
 async def _timeout(request: Request, exc: Exception) -> JSONResponse:
     return error_response(504, "an internal call timed out; try again")
 
@@ -124,3 +131,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ForbiddenError, _forbidden)
     app.add_exception_handler(RateLimitedError, _rate_limited)
     app.add_exception_handler(StoreUnavailableError, _store_down)
+    app.add_exception_handler(GuardRefusalError, _guard_refusal)

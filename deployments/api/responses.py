@@ -8,7 +8,13 @@ from typing import Any
 from deployments.api.schemas import ErrorResponse, ValidationErrorResponse
 
 _ERR = {"model": ErrorResponse}
-BAD_JSON = {400: {**_ERR, "description": "The body is not valid JSON."}}
+BAD_JSON = {
+    400: {
+        **_ERR,
+        "description": "The body is not valid JSON, or a guard refused the "
+        "question (`reason` holds its code).",
+    }
+}
 TOO_LARGE = {413: {**_ERR, "description": "The body is larger than max_body_bytes."}}
 INVALID = {422: {"model": ValidationErrorResponse, "description": "A field is invalid."}}
 OVERLOADED = {

@@ -194,6 +194,9 @@ class ErrorResponse(BaseModel):
     status: Literal["error"] = "error"
     message: str
     request_id: str = ""
+    reason: str = Field(
+        default="", description="A guard's code, e.g. prompt_injection:instruction_override."
+    )
 
 
 class FieldError(BaseModel):

@@ -8,6 +8,7 @@ lower-cased lemmas so that context words ("phone", "Telefon") still raise scores
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,9 @@ class PiiRedactor:
     on every text: a German question may hold an English-format phone number)."""
 
     def __init__(self, threshold: float = 0.4) -> None:
+        # presidio's debug lines quote the text they analyse: never let them reach a log.
+        for name in ("presidio-analyzer", "presidio-anonymizer"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.threshold = threshold
         self.analyzer, self.anonymizer = _engine()
         self.redact("warm up: a@b.de")  # the first call loads tldextract's list (~90 ms)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ragcore.batching import MicroBatcher
-from ragcore.metrics import MetricsSink, NullMetrics
+from ragcore.metrics import BoundedLabels, MetricsSink, NullMetrics
 from ragcore.protocols import Usage
 from ragcore.tenancy.headers import rate_headers
 from ragcore.tenancy.keys import Limits, Principal, hash_secret
@@ -76,7 +76,7 @@ class TenantGate:
                                      limits.tokens_per_day, limits.max_streams)  # fmt: skip
         self._keys: dict[str, tuple[float, Principal | None]] = {}
         self.usage_log = UsageLog(store, settings, self.metrics)
-        self._labels: set[str] = set()
+        self._labels = BoundedLabels(settings.metrics_max_tenants)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._headroom: dict[str, int] = {}  # key id -> requests left after its last admission
         # Admissions that arrive while one is in flight go to the store together, in one call.
@@ -245,15 +245,8 @@ class TenantGate:
 
     # -- plumbing
     def _label(self, caller: Caller) -> str:
-        """The tenant as a metric label: the first `metrics_max_tenants` seen keep their
-        name, later ones are 'other' (bounded cardinality)."""
-        tenant = caller.principal.tenant
-        if tenant in self._labels:
-            return tenant
-        if len(self._labels) < self.settings.metrics_max_tenants:
-            self._labels.add(tenant)
-            return tenant
-        return "other"
+        """The tenant as a metric label (bounded cardinality)."""
+        return self._labels(caller.principal.tenant)
 
     async def _timed(self, op: str, call: Awaitable[T]) -> T | None:
         """A store call with the timeout and the failure policy: closed raises

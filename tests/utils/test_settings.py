@@ -24,3 +24,15 @@ def test_deployment_options_are_serve_keyword_arguments() -> None:
         DeploymentOptions(num_replicas=2, autoscaling_config={"min_replicas": 1})
     with pytest.raises(ValidationError):
         DeploymentOptions(max_ongoing_request=3)  # type: ignore[call-arg]
+
+
+def test_guard_actions_layer_route_then_tenant() -> None:
+    from utils.guard_settings import GuardSettings
+
+    settings = GuardSettings(routes={"/ask": {"injection": "flag"}},
+                             tenants={"lab": {"injection": "off", "pii": "flag"}})  # fmt: skip
+    assert settings.actions_for("/ask/stream", "acme").injection == "block"
+    assert settings.actions_for("/ask", "acme").injection == "flag"
+    lab = settings.actions_for("/ask", "lab")
+    assert (lab.injection, lab.pii, lab.leak) == ("off", "flag", "block")
+    assert GuardSettings(enabled=False).actions_for("/ask", None).leak == "off"

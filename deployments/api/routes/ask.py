@@ -14,6 +14,7 @@ from deployments.api.auth import (
     admitted,
     budget_for,
     collection_for,
+    tenant_of,
 )
 from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, SSE, responses
@@ -36,7 +37,7 @@ async def ask(
 ) -> AskResponse:
     collection = collection_for(request, caller, req.collection)
     answer = await service.ask(req.question, req.top_k, req.options(), collection,
-                               budget_for(request, caller))  # fmt: skip
+                               budget_for(request, caller), tenant_of(caller))  # fmt: skip
     await admitted(request, caller)
     request.state.log_extra = {"tokens_prompt": answer.usage.prompt,
                                "tokens_completion": answer.usage.completion,
@@ -59,7 +60,7 @@ async def ask_stream(
     `extractive` it replaces what was streamed (a stream that loops is cut there)."""
     collection = collection_for(request, caller, req.collection)
     events = service.ask_stream(req.question, req.top_k, req.options(), collection,
-                                budget_for(request, caller))  # fmt: skip
+                                budget_for(request, caller), tenant_of(caller))  # fmt: skip
     # Search errors (503, 504) must surface before the 200 and its headers are sent.
     first = await anext(events)
     return StreamingResponse(_sse(first, events, request, request_id),
