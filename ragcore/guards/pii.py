@@ -82,6 +82,11 @@ def _engine() -> tuple[Any, Any]:
                 nlp.add_pipe("lower_lemma")
             self.nlp = models  # type: ignore[assignment]
 
+    class IpRecognizer(known.IpRecognizer):
+        def invalidate_result(self, pattern_text: str) -> bool:
+            # Loopback and "any" addresses name no one; documentation quotes them often.
+            return is_loopback(pattern_text) or bool(super().invalidate_result(pattern_text))
+
     class LuhnCardRecognizer(PatternRecognizer):
         def validate_result(self, pattern_text: str) -> bool:
             return luhn_valid(pattern_text)
@@ -90,7 +95,7 @@ def _engine() -> tuple[Any, Any]:
     secrets = [Pattern(name, regex, score) for name, regex, score in SECRET_PATTERNS]
     for lang in LANGUAGES:
         pattern_recognizers = (known.EmailRecognizer, known.CreditCardRecognizer,
-                               known.IbanRecognizer, known.IpRecognizer,
+                               known.IbanRecognizer, IpRecognizer,
                                known.UsSsnRecognizer)  # fmt: skip
         for recognizer in pattern_recognizers:
             registry.add_recognizer(recognizer(supported_language=lang))
@@ -112,6 +117,17 @@ def _engine() -> tuple[Any, Any]:
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=BlankNlpEngine(),
                               supported_languages=list(LANGUAGES))  # fmt: skip
     return analyzer, AnonymizerEngine()
+
+
+def is_loopback(address: str) -> bool:
+    """127.0.0.0/8, ::1, 0.0.0.0 and :: (an address with a port or prefix is read without)."""
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address.split("/")[0])
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
 
 
 def luhn_valid(number: str) -> bool:

@@ -40,6 +40,7 @@ def test_each_entity_is_redacted(redactor: PiiRedactor, text: str, entity: str) 
         "pip install ray==2.60.0 and RAY_ADDRESS=auto",
         "ray job 1700000000123 failed with error 0x80004005 on port 8265",
         "My tensor has shape (32, 128, 768); the run was on 2023-10-12",
+        "Open http://127.0.0.1:8000/docs or bind to 0.0.0.0",
     ],
 )
 def test_documentation_text_is_left_alone(redactor: PiiRedactor, text: str) -> None:
