@@ -1,0 +1,97 @@
+"""Guard quality (issue 11): the injection detector cross-validated on the red-team dev set and
+timed on this CPU, obfuscated variants, false positives on real questions, and PII recall and
+precision per entity on the Faker set; next to the published anchors.
+
+    python bench/guard_quality.py
+
+Uses ../shared/data (red-team dev set, Ray-docs dev questions). Writes
+bench/results/guard_quality.json and its section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+try:
+    from bench import common
+except ModuleNotFoundError:  # `python bench/x.py` puts only bench/ on sys.path
+    import common  # type: ignore[no-redef]
+
+from bench.report import table
+from evaluation.pii_set import generate, score
+from evaluation.redteam import evaluate_redteam
+from ragcore.embedding import SentenceEmbedder
+from ragcore.guards.injection import InjectionDetector, InjectionHead
+from ragcore.guards.pii import PiiRedactor
+
+SHARED = common.ROOT.parent / "shared" / "data"
+ANCHORS = [
+    ["deepset/deberta-v3-base-injection (its own split)", "0.991", "published"],
+    ["ProtectAI deberta-v3-base-prompt-injection-v2 (PINT)", "0.916", "published"],
+]
+
+
+def main() -> int:
+    """Measure and write the section."""
+    data = SHARED / "redteam" / "prompt-injections-dev.jsonl"
+    benign = SHARED / "ray-docs" / "qa-dev.jsonl"
+    if not data.exists():
+        print(f"error: {data} is absent", file=sys.stderr)
+        return 2
+    head = InjectionHead.load()
+    detector = InjectionDetector(SentenceEmbedder("all-MiniLM-L6-v2").embed, head)
+    inside = evaluate_redteam(detector, data, benign)
+    redactor = PiiRedactor()
+    pii = score(generate(600), redactor.find)
+    questions = [str(q) for q in common.load_questions()[:200]]
+    timings = []
+    for question in questions:
+        start = time.perf_counter()
+        redactor.redact(question)
+        timings.append(time.perf_counter() - start)
+    pii_p50 = common.pct(timings, 50)
+    meta = head.meta
+    variants = ("spaced", "leetspeak", "base64", "casing", "zero_width")
+    body: list[Any] = [
+        "Injection detector (patterns, then the head). The head is trained on the dev set, so "
+        "the honest figures are the 5-fold cross-validated ones; the in-sample row only shows "
+        "the fit. No held-out set is available here.",
+        "",
+        table(["measure", "value", "how"], [
+            ["detection rate", meta["cv_detection_rate"], "5-fold CV on the dev set"],
+            ["false-positive rate", meta["cv_false_positive_rate"], "5-fold CV on the dev set"],
+            ["head ROC-AUC", meta["cv_roc_auc_head"], "5-fold CV on the dev set"],
+            ["patterns alone: detection", meta["patterns_detection_rate"], "dev set (no fit)"],
+            ["Ray-docs questions flagged", inside["benign_questions_false_positive_rate"],
+             "213 dev questions (they set the threshold)"],
+            ["detection, in-sample", inside["detection_rate"], "the training set itself"],
+            *[[f"kept on {v} variants", inside[f"obfuscated_{v}_kept"], "in-sample"]
+              for v in variants],
+            ["injection guard p50 (ms)", inside["all_input_guards_p50_ms"], "this CPU, 1 text"],
+            ["injection guard p99 (ms)", inside["all_input_guards_p99_ms"], "this CPU, 1 text"],
+            ["PII redaction p50 (ms)", pii_p50, "this CPU, Ray-docs questions"],
+            ["all input guards p50 (ms)", inside["all_input_guards_p50_ms"] + pii_p50,
+             "the two above (target < 10)"],
+        ], "lrl", [None, ".3f", None]),
+        "",
+        "Published anchors (other models, other data; not comparable run for run):",
+        "",
+        table(["model", "detection / accuracy", "source"], ANCHORS, "lrl"),
+        "",
+        "PII: presidio pattern recognizers plus ours, on 600 Faker questions (540 with PII).",
+        "",
+        table(["entity", "planted", "recall", "detections", "precision"],
+              [[e, r["planted"], r["recall"], r["detections"], r["precision"]]
+               for e, r in pii.items()], "lrrrr", [None, None, ".3f", None, ".3f"]),
+    ]  # fmt: skip
+    payload = {"title": "Guards: injection detection and PII (issue 11)",
+               "intro": "`python bench/guard_quality.py`.", "body": body,
+               "injection": inside, "head": meta, "pii": pii}  # fmt: skip
+    common.write_results("guard_quality", payload)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
