@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.obfuscate import VARIANTS
-from ragcore.guards.injection import InjectionDetector
+from ragcore.guards.injection import InjectionDetector, features
 from ragcore.guards.normalize import normalize
 from ragcore.guards.patterns import match_families
 
@@ -51,19 +51,13 @@ def latency(detector: InjectionDetector, texts: list[str]) -> dict[str, float]:
         start = time.perf_counter()
         match_families(normalize(text).views)
         mid = time.perf_counter()
-        detector.head.scores(_features(detector, text))
+        detector.head.scores(features([text], detector.embed))
         end = time.perf_counter()
         timings["patterns"].append((mid - start) * 1000)
         timings["classifier"].append((end - mid) * 1000)
         timings["all_input_guards"].append((end - start) * 1000)
     return {f"{name}_{q}_ms": float(np.percentile(v, int(q[1:])))
             for name, v in timings.items() for q in ("p50", "p99")}  # fmt: skip
-
-
-def _features(detector: InjectionDetector, text: str) -> np.ndarray:
-    from ragcore.guards.injection import features
-
-    return features([text], detector.embed)
 
 
 def evaluate_redteam(

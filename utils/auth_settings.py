@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from utils.paths import PROJECT_ROOT
+from utils.paths import PROJECT_ROOT, project_path
 
 # Tenant and collection names: safe in paths, metric labels and Redis keys.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -83,7 +83,7 @@ class AuthSettings(BaseModel):
     @field_validator("state_dir")
     @classmethod
     def _project_relative(cls, value: Path) -> Path:
-        return value if value.is_absolute() else PROJECT_ROOT / value
+        return project_path(value)
 
 
 class CollectionSettings(BaseModel):
@@ -97,4 +97,4 @@ class CollectionSettings(BaseModel):
     @field_validator("index_dir")
     @classmethod
     def _project_relative(cls, value: Path) -> Path:
-        return value if value.is_absolute() else PROJECT_ROOT / value
+        return project_path(value)

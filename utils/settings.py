@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from utils.answer_settings import AnswerSettings
 from utils.auth_settings import NAME_RE, AuthSettings, CollectionSettings
 from utils.guard_settings import GuardSettings
-from utils.paths import PROJECT_ROOT
+from utils.paths import PROJECT_ROOT, project_path
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR_DIR = PROJECT_ROOT / "models" / "smollm2-135m-instruct"
@@ -369,8 +369,7 @@ class ServiceSettings(BaseModel):
     @field_validator("index_dir")
     @classmethod
     def _project_relative_index(cls, value: Path) -> Path:
-        # Replicas may run with any working directory: anchor relative paths at the repo root.
-        return value if value.is_absolute() else PROJECT_ROOT / value
+        return project_path(value)
 
     @model_validator(mode="after")
     def _collection_names(self) -> ServiceSettings:

@@ -102,19 +102,15 @@ class GuardPipeline:
         system = messages[0]["content"] if messages and messages[0].get("role") == "system" else ""
         return LeakGuard(system, self.canary)
 
-    def stream_check(self, messages: list[dict[str, str]]) -> StreamLeakCheck:
-        """A leak check to feed a stream's deltas."""
-        return StreamLeakCheck(self.leak_guard(messages))
-
     def screen_answer(
-        self, text: str, messages: list[dict[str, str]], actions: GuardActions,
-        tenant: str | None,
-    ) -> ScreenedAnswer:  # fmt: skip
-        """A leaking answer becomes a refusal (block); markup is neutralised and PII redacted
-        (redact); or each is only counted (flag)."""
+        self, text: str, leaks: LeakGuard, actions: GuardActions, tenant: str | None
+    ) -> ScreenedAnswer:
+        """A leaking answer (checked by `leaks`, the guard of the prompt it answers) becomes a
+        refusal (block); markup is neutralised and PII redacted (redact); or each is only
+        counted (flag)."""
         reasons: list[str] = []
         if actions.leak != "off":
-            leak = self.leak_guard(messages).leak(text)
+            leak = leaks.leak(text)
             if leak:
                 self._event("leak", leak, actions.leak, tenant)
                 if actions.leak == "block":
@@ -143,7 +139,9 @@ class GuardSession:
         self.pipeline = pipeline
         self.question = question
         self.tenant = tenant
-        self.messages: list[dict[str, str]] = []
+        # One leak guard per prompt, for the stream and the final answer alike (no prompt yet:
+        # an answer made without the model).
+        self._leaks = pipeline.leak_guard([])
         self._stream: StreamLeakCheck | None = None
         self.leaked = ""
 
@@ -151,8 +149,8 @@ class GuardSession:
         """The prompt to send (with the canary when leaks are watched)."""
         if self.question.actions.leak != "off":
             messages = self.pipeline.protect(messages)
-            self._stream = self.pipeline.stream_check(messages)
-        self.messages = messages
+            self._leaks = self.pipeline.leak_guard(messages)
+            self._stream = StreamLeakCheck(self._leaks)
         return messages
 
     def stream_leaks(self, text: str) -> bool:
@@ -164,7 +162,7 @@ class GuardSession:
 
     def answer(self, text: str) -> ScreenedAnswer:
         """The final answer text as it may leave."""
-        screened = self.pipeline.screen_answer(text, self.messages, self.question.actions,
+        screened = self.pipeline.screen_answer(text, self._leaks, self.question.actions,
                                                self.tenant)  # fmt: skip
         if self.leaked and self.question.actions.leak == "block" and not screened.leaked:
             return ScreenedAnswer(LEAK_REFUSAL, (f"leak:{self.leaked}",), leaked=True)
