@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ray-address", help="join this Ray cluster (default: RAY_ADDRESS or local)"
     )
+    parser.add_argument("--guard-scan", choices=["quarantine", "drop", "off"],
+                        help="what to do with chunks that carry a prompt injection")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -64,6 +66,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             "num_actors": "num_actors",
         },
         "index": {"index_type": "index_type"},
+        "guard_scan": {"action": "guard_scan"},
     }
     for group, fields in nested.items():
         for field, flag in fields.items():

@@ -3,7 +3,7 @@
 python evaluate.py ray-qa --qa qa-dev.jsonl --index-dir index [--k 1 3 5 10] [--mode dense hybrid]
 python evaluate.py beir --data scifact --split train [--index-dir /tmp/rag-eval/scifact]
 python evaluate.py answers --qa qa.jsonl --url http://127.0.0.1:8000 [--judge-url URL]
-python evaluate.py redteam --data ../shared/data/redteam/prompt-injections-dev.jsonl
+python evaluate.py redteam --data ../shared/data/redteam/prompt-injections-dev.jsonl [--url URL]
 
 Each prints a table, then one JSON object with every metric as its last line.
 """
@@ -28,6 +28,7 @@ from utils.settings import RetrievalSettings, Settings
 
 MODES = ["dense", "lexical", "hybrid"]
 DEFAULT_BENIGN = Path(__file__).resolve().parent.parent / "shared/data/ray-docs/qa-dev.jsonl"
+DEFAULT_EXTRACTION = Path(__file__).resolve().parent / "evaluation/data/extraction-attempts.jsonl"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     red.add_argument("--data", type=Path, required=True, help='JSON lines {"text", "label"}')
     red.add_argument("--benign", type=Path, default=DEFAULT_BENIGN,
                      help="benign user questions (default: Ray-docs dev set)")  # fmt: skip
+    red.add_argument("--extraction", type=Path, default=DEFAULT_EXTRACTION,
+                     help="prompt-extraction attempts (leak rate with --url)")  # fmt: skip
+    red.add_argument("--url", help="a running service: send every text to its /ask")
+    red.add_argument("--api-key", default=os.environ.get("RAG_API_KEY"),
+                     help="with --url, when auth is on (default: RAG_API_KEY)")  # fmt: skip
+    red.add_argument("--max-tokens", type=int, default=64, help="with --url: answer length")
+    red.add_argument("--concurrency", type=int, default=2, help="with --url: requests at once")
     return parser.parse_args(argv)
 
 
@@ -173,18 +181,31 @@ def run_answers(args: argparse.Namespace) -> None:
 
 
 def run_redteam(args: argparse.Namespace) -> None:
-    """Run a labelled set through the injection guard in this process."""
+    """Run a labelled set through the injection guard, in this process or through --url."""
     from evaluation.redteam import evaluate_redteam
-    from ragcore.embedding import SentenceEmbedder
-    from ragcore.guards.injection import InjectionDetector
 
     if not args.data.exists():
         raise InputError(f"no such file: {args.data}")
-    embedder = SentenceEmbedder(Settings().service.embedding_model)
-    report = evaluate_redteam(InjectionDetector(embedder.embed), args.data, args.benign)
+    settings = Settings()
+    if args.url:
+        from evaluation.redteam_http import evaluate_redteam_http
+        from ragcore.prompts import default_template
+
+        report = evaluate_redteam_http(
+            args.url, args.data, args.benign, args.extraction,
+            default_template(settings.service.answers).system, api_key=args.api_key,
+            max_tokens=args.max_tokens, concurrency=args.concurrency,
+        )  # fmt: skip
+    else:
+        from ragcore.embedding import SentenceEmbedder
+        from ragcore.guards.injection import InjectionDetector
+
+        embedder = SentenceEmbedder(settings.service.embedding_model)
+        report = evaluate_redteam(InjectionDetector(embedder.embed), args.data, args.benign,
+                                  args.extraction)  # fmt: skip
     from evaluation.metrics import format_table
 
-    print(f"redteam: {args.data}")
+    print(f"redteam: {args.data}" + (f" via {args.url}" if args.url else " (in process)"))
     print(*format_table({"injection guard": report}), sep="\n")
     print(json.dumps(report, sort_keys=True))
 

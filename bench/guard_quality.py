@@ -19,6 +19,7 @@ try:
 except ModuleNotFoundError:  # `python bench/x.py` puts only bench/ on sys.path
     import common  # type: ignore[no-redef]
 
+from bench.chunk_scan_quality import scan_figures
 from bench.report import table
 from evaluation.pii_set import generate, score
 from evaluation.redteam import evaluate_redteam
@@ -41,7 +42,9 @@ def main() -> int:
         print(f"error: {data} is absent", file=sys.stderr)
         return 2
     head = InjectionHead.load()
-    detector = InjectionDetector(SentenceEmbedder("all-MiniLM-L6-v2").embed, head)
+    embedder = SentenceEmbedder("all-MiniLM-L6-v2")
+    detector = InjectionDetector(embedder.embed, head)
+    scan = scan_figures(common.RAY_DOCS_INDEX, data, embedder)
     inside = evaluate_redteam(detector, data, benign)
     redactor = PiiRedactor()
     pii = score(generate(600), redactor.find)
@@ -76,6 +79,24 @@ def main() -> int:
              "the two above (target < 10)"],
         ], "lrl", [None, ".3f", None]),
         "",
+        f"Build-time scan of chunks (indirect injection), on the full Ray-docs index "
+        f"({scan['chunks']} chunks): the pattern families, and the head on each chunk's build "
+        f"vector at the chunk threshold {scan['threshold']}. Planted: each dev-set row as a "
+        "paragraph of its own at a random place in a random real chunk, re-embedded as the "
+        "build embeds it.",
+        "",
+        table(["measure", "value"], [
+            ["real chunks flagged", str(scan["real_chunks_flagged"])],
+            ["real chunks flagged, rate", scan["real_chunk_false_positive_rate"]],
+            [f"planted attacks flagged ({scan['planted_attacks']})",
+             scan["planted_attacks_flagged_rate"]],
+            ["planted attacks flagged by the patterns alone",
+             scan["planted_attacks_flagged_by_patterns_rate"]],
+            [f"planted benign dev rows flagged ({scan['planted_benign_rows']})",
+             scan["planted_benign_rows_flagged_rate"]],
+            ["scan time per 1,000 chunks (ms)", scan["scan_ms_per_1000_chunks"]],
+        ], "lr", [None, ".3f"]),
+        "",
         "Published anchors (other models, other data; not comparable run for run):",
         "",
         table(["model", "detection / accuracy", "source"], ANCHORS, "lrl"),
@@ -88,7 +109,7 @@ def main() -> int:
     ]  # fmt: skip
     payload = {"title": "Guards: injection detection and PII (issue 11)",
                "intro": "`python bench/guard_quality.py`.", "body": body,
-               "injection": inside, "head": meta, "pii": pii}  # fmt: skip
+               "injection": inside, "head": meta, "pii": pii, "chunk_scan": scan}  # fmt: skip
     common.write_results("guard_quality", payload)
     return 0
 

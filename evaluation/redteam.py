@@ -49,7 +49,7 @@ def latency(detector: InjectionDetector, texts: list[str]) -> dict[str, float]:
     timings: dict[str, list[float]] = {"patterns": [], "classifier": [], "all_input_guards": []}
     for text in texts:
         start = time.perf_counter()
-        match_families(normalize(text).views)
+        match_families(normalize(text))
         mid = time.perf_counter()
         detector.head.scores(features([text], detector.embed))
         end = time.perf_counter()
@@ -61,7 +61,10 @@ def latency(detector: InjectionDetector, texts: list[str]) -> dict[str, float]:
 
 
 def evaluate_redteam(
-    detector: InjectionDetector, data: Path, benign: Path | None = None
+    detector: InjectionDetector,
+    data: Path,
+    benign: Path | None = None,
+    extraction: Path | None = None,
 ) -> dict[str, Any]:
     """Every figure of the report for one labelled set."""
     texts, labels = read_labelled(data)
@@ -80,6 +83,11 @@ def evaluate_redteam(
         report["benign_questions_false_positive_rate"] = float(
             np.mean([d.flagged for d in detector.detect_many(questions)])
         )
+    if extraction is not None and extraction.exists():
+        attempts, _ = read_labelled(extraction)
+        report["extraction_refused_at_input_rate"] = float(
+            np.mean([d.flagged for d in detector.detect_many(attempts)])
+        )  # the leak rate needs a model: --url
     report.update(latency(detector, texts[:200]))
     report["threshold"] = detector.head.threshold
     return report

@@ -15,13 +15,17 @@ from pipelines.chunk import SectionChunker
 from pipelines.crawl import check_reachable, crawl
 from pipelines.embed import EmbedStats, embed_chunks
 from pipelines.local_source import list_files, read_directory
-from ragcore.documents import Page
+from ragcore.documents import Chunk, Page
+from ragcore.guards.chunk_scan import ChunkScanner, ScanResult
 from ragcore.index_format import publish
 from utils.errors import InputError
+from utils.guard_settings import ChunkScanSettings
+from utils.logs import get_logger
 from utils.models import check_embedding_model
 from utils.settings import BuildSettings
 
 CHECKPOINT_DIR = ".checkpoints"
+log = get_logger("build")
 
 
 @dataclass
@@ -35,15 +39,20 @@ class BuildSummary:
     embed: EmbedStats
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
+    guard_scan: dict[str, Any] = field(default_factory=dict)
+
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         total = sum(self.stage_seconds.values())
         rate = self.embed.embedded_chunks / self.embed.seconds if self.embed.seconds else 0.0
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
+        scan = self.guard_scan
         return [
             f"published {self.version_path}",
             f"pages {self.pages}, sections {self.sections}, chunks {self.chunks} "
             f"(embedded {self.embed.embedded_chunks}, reused {self.embed.reused_chunks})",
+            f"injection scan: {scan.get('flagged', 0)} of {scan.get('scanned', 0)} chunks flagged "
+            f"({scan.get('action', 'off')}) {scan.get('by_reason', {})}",
             f"stages: {stages}; total {total:.1f}s",
             f"embedding {rate:.1f} chunks/s; end to end {self.chunks / total if total else 0:.1f} "
             "chunks/s",
@@ -97,7 +106,7 @@ def run_build(settings: BuildSettings) -> BuildSummary:
     published = index_pages(pages, settings, run_id)
     stages.update(published.stage_seconds)
     return BuildSummary(published.path, len(pages), sections, published.chunks,
-                        published.embed, stages)  # fmt: skip
+                        published.embed, stages, published.guard_scan)  # fmt: skip
 
 
 @dataclass
@@ -108,6 +117,22 @@ class IndexedPages:
     chunks: int
     embed: EmbedStats
     stage_seconds: dict[str, float]
+    guard_scan: dict[str, Any]
+
+
+def scan_chunks(
+    chunks: list[Chunk], matrix: np.ndarray, settings: ChunkScanSettings
+) -> tuple[list[Chunk], np.ndarray, ScanResult]:
+    """The chunks and vectors to serve, and the scan (flagged chunks are left out of both)."""
+    if settings.action == "off":
+        return chunks, matrix, ScanResult("off", served=list(range(len(chunks))))
+    scan = ChunkScanner(settings.classifier_threshold).scan(chunks, matrix, settings.action)
+    for flagged in scan.flagged:
+        log.warning(
+            "chunk flagged as a prompt injection",
+            extra={**flagged.record(), "action": settings.action},
+        )
+    return [chunks[i] for i in scan.served], matrix[scan.served], scan
 
 
 def index_pages(
@@ -133,8 +158,17 @@ def index_pages(
     )
     stages["embed"] = embed_stats.seconds
     start = time.perf_counter()
-    matrix = np.stack([vectors[c.id] for c in chunks])
-    meta = {"run_id": run_id, "chunker_fingerprint": chunker.fingerprint, **(extra or {})}
-    path = publish(chunks, matrix, settings, num_documents=len(pages), extra=meta)
+    served, matrix, scan = scan_chunks(chunks, np.stack([vectors[c.id] for c in chunks]),
+                                       settings.guard_scan)  # fmt: skip
+    stages["scan"] = time.perf_counter() - start
+    if not served:
+        raise InputError(f"every one of the {len(chunks)} chunks was flagged as a prompt "
+                         "injection: nothing to serve (see the build log)")  # fmt: skip
+    start = time.perf_counter()
+    meta = {"run_id": run_id, "chunker_fingerprint": chunker.fingerprint,
+            "guard_scan": scan.summary(), **(extra or {})}  # fmt: skip
+    quarantine = scan.flagged if scan.action == "quarantine" else []
+    path = publish(served, matrix, settings, num_documents=len(pages), extra=meta,
+                   quarantine=[f.quarantine_record() for f in quarantine])  # fmt: skip
     stages["publish"] = time.perf_counter() - start
-    return IndexedPages(path, len(chunks), embed_stats, stages)
+    return IndexedPages(path, len(served), embed_stats, stages, scan.summary())

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     benign_scores = head.scores(xb)
     threshold = float(max(np.quantile(oof[y == 0], 1 - args.max_fpr),
                           np.quantile(benign_scores, 1 - args.max_benign_fpr)))  # fmt: skip
-    patterns = np.array([bool(match_families(normalize(t).views)) for t in texts])
+    patterns = np.array([bool(match_families(normalize(t))) for t in texts])
     flagged = patterns | (oof >= threshold)
     report = {
         "data_sha256": hashlib.sha256(args.data.read_bytes()).hexdigest(),

@@ -43,6 +43,7 @@ class StreamGuard:
     def feed(self, delta: str) -> str:
         """Take one delta; return the screened text of the words it completed. Updates
         `stop_reason` once per delta (the service reads it several times)."""
+        delta = self._template.unmark(delta)
         self.text += delta
         self._loops.feed(delta)
         self.stop_reason = self._must_stop()

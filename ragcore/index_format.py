@@ -31,6 +31,7 @@ CURRENT = "CURRENT"
 INDEX_FILE = "index.faiss"
 CHUNKS_FILE = "chunks.jsonl"
 MANIFEST_FILE = "manifest.json"
+QUARANTINE_FILE = "quarantine.jsonl"  # flagged chunks, kept for review and never loaded
 FORMAT_VERSION = 1
 
 
@@ -91,8 +92,10 @@ def publish(
     settings: BuildSettings,
     num_documents: int,
     extra: dict[str, Any] | None = None,
+    quarantine: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """Write a new version directory and switch `CURRENT` to it; returns the version path."""
+    """Write a new version directory and switch `CURRENT` to it; returns the version path.
+    `quarantine` (flagged chunks) goes to its own file, which no reader loads."""
     root = settings.index_dir
     root.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -105,6 +108,12 @@ def publish(
         with (staging / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
             for chunk in chunks:
                 handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+        if quarantine:
+            (staging / QUARANTINE_FILE).write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in quarantine),
+                encoding="utf-8",
+            )
+            _fsync_file(staging / QUARANTINE_FILE)
         for name in (INDEX_FILE, CHUNKS_FILE):
             _fsync_file(staging / name)
         manifest = _manifest(staging, version, now, vectors, settings)

@@ -21,8 +21,12 @@ from ragcore.protocols import Hit
 from utils.answer_settings import AnswerSettings
 from utils.errors import InputError, RequestRejectedError
 
-_FIELDS = {"version", "description", "system", "context_item", "turns", "user", "decoding"}
-_REQUIRED = _FIELDS - {"description", "decoding", "turns"}
+_FIELDS = {"version", "description", "system", "context_item", "turns", "user", "decoding",
+           "datamark"}  # fmt: skip
+_REQUIRED = _FIELDS - {"description", "decoding", "turns", "datamark"}
+# A passage may not open or close the tags that fence passages in (a spotlighting template's
+# `<passage ...>...</passage>`): "</passage> New instructions: ..." stays inside its fence.
+FENCE_TAG = re.compile(r"<(\s*/?\s*)(passage|system|instructions?)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,20 @@ class PromptTemplate:
     turns: tuple[tuple[str, str], ...] = ()
     decoding: Mapping[str, Any] = field(default_factory=dict)
     digest: str = ""  # sha256 of the file: what CHECKSUMS pins
+    # Spotlighting by datamarking (Hines et al., 2024): the passages' whitespace becomes this
+    # character, so retrieved text reads as data that no instruction of the system's shares.
+    datamark: str = ""
+
+    def spotlight(self, content: str) -> str:
+        """A retrieved passage as the prompt carries it: no fence tags, datamarked."""
+        content = FENCE_TAG.sub(r"‹\1\2", content)
+        if self.datamark:
+            content = self.datamark.join(content.replace(self.datamark, " ").split())
+        return content
+
+    def unmark(self, text: str) -> str:
+        """Model output with any datamark it copied read back as spaces."""
+        return text.replace(self.datamark, " ") if self.datamark else text
 
     @cached_property
     def scaffolding(self) -> re.Pattern[str]:
@@ -59,7 +77,7 @@ class PromptTemplate:
 
     def strip_scaffolding(self, text: str) -> str:
         """`text` without the lines that echo the prompt (see `scaffolding`)."""
-        lines = self.scaffolding.sub("\0", text).split("\n")
+        lines = self.scaffolding.sub("\0", self.unmark(text)).split("\n")
         return "\n".join(line for line in lines if line != "\0").strip()
 
     def context(self, hits: list[Hit], max_chars: int) -> str:
@@ -73,7 +91,7 @@ class PromptTemplate:
                 break
             title = hit.title or hit.source
             frame = self.context_item.format(n=number, title=title, source=hit.source, content="")
-            body = hit.content[: max(0, budget - len(frame) - 2)]
+            body = self.spotlight(hit.content[: max(0, budget - len(frame) - 2)])
             block = self.context_item.format(n=number, title=title, source=hit.source,
                                              content=body)  # fmt: skip
             parts.append(block)
@@ -118,6 +136,7 @@ def load_template(path: Path) -> PromptTemplate:
         turns=turns,
         decoding=dict(data.get("decoding") or {}),
         digest=hashlib.sha256(raw).hexdigest(),
+        datamark=str(data.get("datamark") or ""),
     )
 
 

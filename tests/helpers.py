@@ -89,6 +89,7 @@ class ScriptedGenerator:
         """A minimal OpenAI chat endpoint: ValueError for a body without a messages list."""
         if not isinstance(payload.get("messages"), list):
             raise ValueError("messages: a list of {role, content} objects is required")
+        self.last_messages = payload["messages"]
         usage = {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
         yield {
             "object": "chat.completion",

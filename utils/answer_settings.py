@@ -85,7 +85,7 @@ class AnswerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt_version: str = Field(default="answer-v2", description="Default prompt template.")
+    prompt_version: str = Field(default="answer-v3", description="Default prompt template.")
     prompts_dir: Path = Field(default=PROMPTS_DIR, description="Folder of prompt templates.")
     decoding: DecodingSettings = Field(default_factory=DecodingSettings)
     limits: DecodingLimits = Field(default_factory=DecodingLimits)

@@ -74,3 +74,20 @@ class GuardSettings(BaseModel):
             if layer is not None:
                 merged.update(layer.model_dump(exclude_none=True))
         return GuardActions.model_validate(merged)
+
+
+class ChunkScanSettings(BaseModel):
+    """The build's scan of every chunk for indirect injection (ragcore/guards/chunk_scan.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Literal["quarantine", "drop", "off"] = Field(
+        default="quarantine",
+        description="quarantine: keep flagged chunks in the version's quarantine.jsonl, never "
+        "served; drop: leave them out; off: no scan. The manifest counts them either way.",
+    )
+    classifier_threshold: float = Field(
+        default=0.99, gt=0.0, le=1.0,
+        description="The head's score on a chunk's vector that flags it (documents need a "
+        "stricter bar than questions; bench/guard_quality.py measures it on the Ray docs).",
+    )  # fmt: skip

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from utils.answer_settings import AnswerSettings
 from utils.auth_settings import NAME_RE, AuthSettings, CollectionSettings
-from utils.guard_settings import GuardSettings
+from utils.guard_settings import ChunkScanSettings, GuardSettings
 from utils.paths import PROJECT_ROOT, project_path
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -162,6 +162,9 @@ class BuildSettings(BaseModel):
         default_factory=EmbeddingSettings, description="Embedding settings."
     )
     index: IndexSettings = Field(default_factory=IndexSettings, description="FAISS settings.")
+    guard_scan: ChunkScanSettings = Field(
+        default_factory=ChunkScanSettings, description="Indirect-injection scan of every chunk."
+    )
 
     @field_validator("sources")
     @classmethod

@@ -89,7 +89,7 @@ class InjectionDetector:
     def detect_many(self, texts: list[str]) -> list[Detection]:
         """One verdict per text; one encoder pass for all of them."""
         start = time.perf_counter()
-        families = [match_families(normalize(t).views) for t in texts]
+        families = [match_families(normalize(t)) for t in texts]
         scores = self.head.scores(features(texts, self.embed)) if texts else np.zeros(0)
         ms = (time.perf_counter() - start) * 1000 / max(1, len(texts))
         out = []

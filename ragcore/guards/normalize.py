@@ -19,6 +19,9 @@ LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t"
 LEET_WORD = re.compile(r"(?<![\w@$!])(?=[\w@$!]*[a-z])(?=[\w@$!]*[0-9@$!])[\w@$!]{2,}", re.I)
 SHORT_NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?![\w.])")  # "70 act 45 4" in a leetspeak text
 BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+# Six or more single letters apart, however they are spaced: "i g n o r e p r e v i o u s"
+# once a cleaner has collapsed the double spaces that ended each word.
+LETTER_RUN = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ ._*\-]+){5,}[^\W\d_](?![^\W\d_])")
 HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){8,}(?![0-9A-Fa-f])")
 
 
@@ -30,6 +33,7 @@ class Normalized:
     text: str
     decoded: tuple[str, ...] = ()
     plain: str = ""
+    runs: tuple[str, ...] = ()  # spaced-out letter runs, joined with no word breaks
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -108,4 +112,7 @@ def normalize(text: str, max_chars: int = 8000) -> Normalized:
     text = text[:max_chars]
     cleaned = unicodedata.normalize("NFKC", text).translate(ZERO_WIDTH)
     decoded = tuple(canonical(d) for d in decode_blobs(cleaned))
-    return Normalized(canonical(cleaned), decoded, " ".join(cleaned.casefold().split()))
+    runs = tuple(
+        re.sub(r"[\W\d_]", "", m.group(0)) for m in LETTER_RUN.finditer(cleaned.casefold())
+    )
+    return Normalized(canonical(cleaned), decoded, " ".join(cleaned.casefold().split()), runs)

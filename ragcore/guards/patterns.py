@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from ragcore.guards.normalize import Normalized
+
 _PREVIOUS = (r"(?:all |any |the |your |my |these |those |everything )*(?:previous|prior|preceding|"
              r"above|earlier|former|initial|original|foregoing|old|given|provided)?")  # fmt: skip
 _RULES = (r"(?:instructions?|rules|orders|directions|guidelines|prompts?|tasks?|assignments?|"
@@ -34,9 +36,13 @@ FAMILIES: dict[str, list[str]] = {
         r"\b(?:oubliez|ignorez|olvida|ignora|zaboravi)\s+(?:toutes?|todas?|tutte|sve)\b",
     ],
     "role_play": [
-        r"\byou\s+are\s+(?:now|no\s+longer)\b",
+        # "You are now ready to start training!" is documentation, not a new persona.
+        r"\byou\s+are\s+(?:now|no\s+longer)\b(?!\s+(?:ready|able|set|done|connected|running|"
+        r"familiar|finished|all\s+set|in\s+the|on\s+the|going\s+to\s+(?:learn|see|build|use)))",
         r"\b(?:now\s+)?you\s+are\s+(?:dan|an?\s+(?:unrestricted|unfiltered|evil|jailbroken))\b",
-        r"\bdo\s+anything\s+now\b|\bdeveloper\s+mode\b|\bjailbr(?:eak|oken)\b",
+        r"\bdo\s+anything\s+now\b|\bjailbr(?:eak|oken)\b",
+        # DAN's "Developer Mode enabled"; "Enable developer mode on Windows" is documentation.
+        r"\bdeveloper\s+mode\s+(?:enabled|activated|output)\b",
         r"\b(?:pretend|imagine)\s+(?:to\s+be|that\s+you\s+are|you\s+are|you're)\b",
         r"\bi\s+want\s+you\s+to\s+act\s+as\b|\bact\s+as\s+(?:if\s+you|an?\s+(?:unrestricted|evil))",
         r"\b(?:role-?playing|roleplay)\s+as\b|\brespond\s+as\s+(?:such|a)\b",
@@ -62,9 +68,14 @@ FAMILIES: dict[str, list[str]] = {
 }
 COMPILED = {family: [re.compile(p, re.I | re.M) for p in patterns]
             for family, patterns in FAMILIES.items()}  # fmt: skip
+# The same patterns without word breaks, for letter runs that lost them ("ignoreprevious...").
+# Only runs are read this way: in ordinary text "skiptasks" could be an identifier.
+SQUEEZED = {family: [re.compile(re.sub(r"\\s[+*]?|\\b| ", "", p), re.I) for p in patterns]
+            for family, patterns in FAMILIES.items()}  # fmt: skip
 
 
-def match_families(views: tuple[str, ...]) -> list[str]:
-    """The families whose patterns match any of the normalized views."""
-    return [family for family, patterns in COMPILED.items()
-            if any(p.search(view) for p in patterns for view in views)]  # fmt: skip
+def match_families(text: Normalized) -> list[str]:
+    """The families whose patterns match any view of the normalized text, or its runs."""
+    return [family for family in FAMILIES
+            if any(p.search(view) for p in COMPILED[family] for view in text.views)
+            or any(p.search(run) for p in SQUEEZED[family] for run in text.runs)]  # fmt: skip

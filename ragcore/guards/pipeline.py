@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from ragcore.guards.injection import InjectionDetector
 from ragcore.guards.leaks import LeakGuard, StreamLeakCheck, canary_for, strip_markup
@@ -85,6 +86,30 @@ class GuardPipeline:
                 else:
                     flags.append(reason)
         return ScreenedQuestion(text, actions, tuple(flags))
+
+    def screen_chat(
+        self, messages: list[dict[str, object]], route: str, tenant: str | None
+    ) -> list[dict[str, object]]:
+        """The OpenAI route's messages with every user turn screened like a question (the
+        caller writes the whole prompt there, so each of its turns is a way in)."""
+        out = []
+        for message in messages:
+            content = message.get("content")
+            if message.get("role") == "user" and isinstance(content, str):
+                message = {**message, "content": self.screen_question(content, route, tenant).text}
+            out.append(message)
+        return out
+
+    def screen_chat_reply(self, reply: dict[str, Any], route: str, tenant: str | None) -> None:
+        """An OpenAI chat completion's choices screened in place: markup and PII (the caller
+        wrote the system prompt, so there is no canary of ours to leak)."""
+        actions = self.settings.actions_for(route, tenant).model_copy(update={"leak": "off"})
+        for choice in reply.get("choices") or []:
+            message = choice.get("message") or {}
+            if isinstance(message.get("content"), str):
+                screened = self.screen_answer(message["content"], self.leak_guard([]), actions,
+                                              tenant)  # fmt: skip
+                message["content"] = screened.text
 
     def session(self, text: str, route: str, tenant: str | None) -> GuardSession:
         """Screen a question (may raise GuardRefusalError) and start its generation's guards."""

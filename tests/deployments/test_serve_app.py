@@ -179,7 +179,7 @@ def test_ask_and_stream_return_validated_answers_with_real_sources(live_app: Liv
     _, streamed = _sse_done(live_app.url, question)
     for body in (whole, streamed):
         assert body["answer_mode"] in ("generated", "extractive"), body
-        assert body["prompt_version"] == "answer-v2" and body["validation"] is not None
+        assert body["prompt_version"] == "answer-v3" and body["validation"] is not None
         if body["answer_mode"] == "generated":
             assert body["validation"]["passed"] and body["validation"]["groundedness"] >= 0.5
         _assert_cited_from_sources(body)

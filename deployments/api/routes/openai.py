@@ -6,6 +6,7 @@ generator.max_tokens, so the reservation is bounded) and settled to the engine's
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -45,6 +46,10 @@ async def chat_completions(
     if openai_chat is None:
         return error_response(503, "the generator is disabled in this deployment")
     payload = body.model_dump(exclude_none=True)
+    guards, tenant = service.guards, caller.principal.tenant if caller else None
+    if guards is not None:  # a refusal is a 400 with its reason code, before any charge
+        payload["messages"] = await asyncio.to_thread(guards.screen_chat, payload["messages"],
+                                                      request.url.path, tenant)  # fmt: skip
     budget, prompt_tokens = await _reserve(request, caller, service, payload)
     items = openai_chat(payload)
     try:
@@ -61,6 +66,8 @@ async def chat_completions(
             code = int(first.get("code") or 400)
             return error_response(code if 400 <= code < 600 else 400,
                                   str(first.get("message") or first)[:500])  # fmt: skip
+        if guards is not None:
+            await asyncio.to_thread(guards.screen_chat_reply, first, request.url.path, tenant)
         return JSONResponse(first)
     return StreamingResponse(_passthrough(first, items, budget, prompt_tokens),
                              media_type="text/event-stream")  # fmt: skip

@@ -74,7 +74,7 @@ def test_ask_answers_with_sources_usage_and_a_grounded_prompt(index_dir: Path) -
     client, _ = make_client(index_dir, generator)
     body = client.post("/ask", json={"question": "How do I batch requests?", "top_k": 2}).json()
     assert body["status"] == "ok" and body["answer"] == "Use autoscaling_config [1]."
-    assert body["answer_mode"] == "generated" and body["prompt_version"] == "answer-v2"
+    assert body["answer_mode"] == "generated" and body["prompt_version"] == "answer-v3"
     assert body["tokens_used"] == {"prompt": 100, "completion": 7, "total": 107}
     assert len(body["sources"]) == 2 and body["request_id"]
     assert [s["number"] for s in body["sources"]] == [1, 2]
