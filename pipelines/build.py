@@ -38,7 +38,6 @@ class BuildSummary:
     chunks: int
     embed: EmbedStats
     stage_seconds: dict[str, float] = field(default_factory=dict)
-
     guard_scan: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:

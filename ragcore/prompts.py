@@ -29,6 +29,11 @@ _REQUIRED = _FIELDS - {"description", "decoding", "turns", "datamark"}
 FENCE_TAG = re.compile(r"<(\s*/?\s*)(passage|system|instructions?)\b", re.I)
 
 
+def defuse(text: str) -> str:
+    """Retrieved text with its fence tags made inert ("</passage>" becomes "‹/passage>")."""
+    return FENCE_TAG.sub(r"‹\1\2", text)
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """One prompt version, as loaded from its file."""
@@ -49,7 +54,7 @@ class PromptTemplate:
 
     def spotlight(self, content: str) -> str:
         """A retrieved passage as the prompt carries it: no fence tags, datamarked."""
-        content = FENCE_TAG.sub(r"‹\1\2", content)
+        content = defuse(content)
         if self.datamark:
             content = self.datamark.join(content.replace(self.datamark, " ").split())
         return content
@@ -89,7 +94,7 @@ class PromptTemplate:
             budget = max_chars - used
             if budget <= 80:
                 break
-            title = hit.title or hit.source
+            title = defuse(hit.title or hit.source)  # a heading is retrieved text too
             frame = self.context_item.format(n=number, title=title, source=hit.source, content="")
             body = self.spotlight(hit.content[: max(0, budget - len(frame) - 2)])
             block = self.context_item.format(n=number, title=title, source=hit.source,

@@ -93,7 +93,8 @@ class ChunkScanner:
         verdicts = []
         for start in range(0, len(chunks), SCAN_BATCH):  # bounded memory: dense n-gram rows
             batch = chunks[start : start + SCAN_BATCH]
-            verdicts += self.verdicts([c.text for c in batch], vectors[start : start + len(batch)])
+            texts = [c.embed_text(prepend_titles=True) for c in batch]  # headings are text too
+            verdicts += self.verdicts(texts, vectors[start : start + len(batch)])
         for row, (chunk, (reasons, score)) in enumerate(zip(chunks, verdicts, strict=True)):
             if reasons:
                 result.flagged.append(FlaggedChunk(chunk, reasons, score))
