@@ -36,6 +36,7 @@ from ragcore.tenancy.keys import (
 )
 from ragcore.tenancy.stores import KeyAdmin
 from utils.auth_settings import NAME_RE, AuthSettings
+from utils.errors import validation_line
 from utils.paths import PROJECT_ROOT
 from utils.settings import service_settings
 
@@ -170,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read the store from {args.config}: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        err = exc.errors()[0]
-        print(f"error: invalid setting {'.'.join(map(str, err['loc']))}: {err['msg']}",
-              file=sys.stderr)  # fmt: skip
+        print(f"error: invalid setting {validation_line(exc)}", file=sys.stderr)
         return 2
     try:
         return run(args, store)

@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from deployments.launch import APP_NAME, load_serve_config
+from utils.errors import validation_line
 from utils.settings import PROJECT_ROOT
 
 
@@ -57,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot read {args.config}: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
-        err = exc.errors()[0]
-        print(f"error: invalid app arg {'.'.join(map(str, err['loc']))}: {err['msg']}",
-              file=sys.stderr)  # fmt: skip
+        print(f"error: invalid app arg {validation_line(exc)}", file=sys.stderr)
         return 2
     import ray
 

@@ -160,6 +160,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def all_ready(url: str, calls: int = 8) -> bool:
+    """/readyz answers 200 `calls` times in a row: it is per replica and the proxy spreads
+    the calls, so several in a row mean every replica is ready."""
+    try:
+        return all(httpx.get(f"{url}/readyz", timeout=10).status_code == 200 for _ in range(calls))
+    except httpx.HTTPError:
+        return False
+
+
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.2) -> Any:
     """Poll `condition` until it returns something truthy (returned); AssertionError past
     `timeout` seconds."""

@@ -1,5 +1,7 @@
 """Errors that carry a message meant for the user, not a traceback."""
 
+from pydantic import ValidationError
+
 
 class InputError(Exception):
     """Bad input from the user: the message says what to fix. CLIs print it as one line."""
@@ -57,3 +59,10 @@ class GuardRefusalError(Exception):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def validation_line(exc: ValidationError) -> str:
+    """The first error of a settings validation as "dotted.location: message", for a CLI's
+    one error line."""
+    err = exc.errors()[0]
+    return f"{'.'.join(map(str, err['loc']))}: {err['msg']}"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ragcore.guards.leaks import canary_for
-from tests.helpers import free_port, wait_for
+from tests.helpers import all_ready, free_port, wait_for
 from tests.pipelines.test_guard_scan import PLANTED
 from utils.settings import BuildSettings
 
@@ -30,13 +30,6 @@ class GuardedApp:
     url: str
     logs: Path  # the Ray session's logs: every replica writes there
     work: Path
-
-
-def _ready(url: str) -> bool:
-    try:
-        return all(httpx.get(f"{url}/readyz", timeout=10).status_code == 200 for _ in range(4))
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +54,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Itera
             "guards": {"canary_secret": SECRET}}  # fmt: skip
     serve.run(build_app(args), name="guarded", route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _ready(url), 900, "the guarded app to be ready", every=1.0)
+    wait_for(lambda: all_ready(url, calls=4), 900, "the guarded app to be ready", every=1.0)
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     yield GuardedApp(url, logs, work)
     serve.shutdown()

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import free_port, sse_events, wait_for, write_corpus
+from tests.helpers import all_ready, free_port, sse_events, wait_for, write_corpus
 from utils.settings import BuildSettings, ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -66,11 +66,6 @@ def _readyz(url: str) -> httpx.Response | None:
         return None
 
 
-def _all_ready(url: str, calls: int = 8) -> bool:
-    """/readyz is per replica: several 200s in a row (the proxy spreads them) mean all."""
-    return all((r := _readyz(url)) is not None and r.status_code == 200 for _ in range(calls))
-
-
 @pytest.fixture(scope="module")
 def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iterator[LiveApp]:
     from ray import serve
@@ -101,7 +96,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iter
     before = wait_for(lambda: _readyz(url), 900, "the app to answer /readyz", every=1.0)
     search_before = httpx.get(f"{url}/search", params={"query": "autoscaling"}, timeout=30)
     run_build(BuildSettings(sources=[str(corpus)], index_dir=index_dir))
-    wait_for(lambda: _all_ready(url), 900, "every replica to be ready")
+    wait_for(lambda: all_ready(url), 900, "every replica to be ready")
     yield LiveApp(url, f"http://127.0.0.1:{metrics_port}/metrics", index_dir, corpus, before,
                   search_before)  # fmt: skip
     serve.shutdown()

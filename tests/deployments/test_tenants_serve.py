@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import RedisServer, free_port, wait_for, write_corpus
+from tests.helpers import RedisServer, all_ready, free_port, wait_for, write_corpus
 from utils.settings import BuildSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -34,13 +34,6 @@ class Tenants:
     config: Path  # a Serve config naming the embedded app's state dir, for manage_keys.py
     redis_config: Path
     redis: RedisServer
-
-
-def _ready(url: str) -> bool:
-    try:
-        return all(httpx.get(f"{url}/readyz", timeout=10).status_code == 200 for _ in range(6))
-    except httpx.HTTPError:
-        return False
 
 
 def _config(path: Path, auth: dict[str, Any]) -> Path:
@@ -79,7 +72,12 @@ def tenants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Itera
     serve.run(build_app({**common, "auth": on_redis, "generator": {"enabled": False}}),
               name="tenants-redis", route_prefix="/r", blocking=False)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _ready(url) and _ready(f"{url}/r"), 900, "both apps ready", every=2.0)
+    wait_for(
+        lambda: all_ready(url, calls=6) and all_ready(f"{url}/r", calls=6),
+        900,
+        "both apps ready",
+        every=2.0,
+    )
     yield Tenants(url, f"{url}/r", _config(work / "embedded.yaml", embedded),
                   _config(work / "redis.yaml", on_redis), redis)  # fmt: skip
     serve.shutdown()

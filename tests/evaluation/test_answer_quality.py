@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from evaluation.answers import evaluate_answers
@@ -19,7 +18,7 @@ from evaluation.retrieval import QAItem, load_qa
 from pipelines.build import index_pages
 from pipelines.crawl import crawl
 from tests.conftest import shared_path
-from tests.helpers import free_port, wait_for
+from tests.helpers import all_ready, free_port, wait_for
 from utils.settings import BuildSettings, CrawlSettings
 from utils.static_site import StaticSite
 from utils.urls import page_key
@@ -28,13 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.vllm, pytest.mark.shared_data
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = 12
 OUT_OF_CORPUS = 8
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/readyz", timeout=10).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +51,7 @@ def serve_docs_app(
     args = {"index_dir": str(index_dir), "ingress": {"num_replicas": 1}, "auth": {"enabled": False}}
     serve.run(build_app(args), name="answers", route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _ready(url), 900, "the answers app to be ready", every=2.0)
+    wait_for(lambda: all_ready(url, calls=1), 900, "the answers app to be ready", every=2.0)
     yield url, questions
     serve.shutdown()
 
