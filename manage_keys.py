@@ -20,11 +20,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from deployments.launch import read_rag_app
 from ragcore.tenancy.keys import (
     DEFAULT_SCOPES,
     SCOPES,
@@ -36,7 +36,7 @@ from ragcore.tenancy.keys import (
 )
 from ragcore.tenancy.stores import KeyAdmin
 from utils.auth_settings import NAME_RE, AuthSettings
-from utils.errors import validation_line
+from utils.errors import InputError, validation_line
 from utils.paths import PROJECT_ROOT
 from utils.settings import service_settings
 
@@ -97,8 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def auth_settings(config: Path) -> AuthSettings:
     """The auth settings of the `rag` app in a Serve config (with RAG_SERVICE__* applied)."""
-    data: dict[str, Any] = yaml.safe_load(config.read_text(encoding="utf-8"))
-    app = next(a for a in data["applications"] if a.get("name") == "rag")
+    _, app = read_rag_app(config)
     return service_settings(app.get("args") or {}).auth
 
 
@@ -169,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store(auth_settings(args.config))
     except (OSError, KeyError, StopIteration, yaml.YAMLError) as exc:
         print(f"error: cannot read the store from {args.config}: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
         print(f"error: invalid setting {validation_line(exc)}", file=sys.stderr)

@@ -26,7 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from deployments.launch import APP_NAME, load_serve_config
-from utils.errors import validation_line
+from utils.errors import InputError, validation_line
 from utils.settings import PROJECT_ROOT
 
 
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args)
     except (OSError, KeyError, StopIteration, yaml.YAMLError) as exc:
         print(f"error: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:
         print(f"error: invalid app arg {validation_line(exc)}", file=sys.stderr)

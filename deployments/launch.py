@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
+from utils.errors import InputError
 from utils.paths import PROJECT_ROOT
 from utils.settings import ServiceSettings, deep_merge
 
@@ -24,6 +25,19 @@ APP_NAME = "rag"
 # A deployment can go DEPLOY_FAILED or UNHEALTHY for a moment while Serve replaces a replica
 # that died during start-up; only a failure that outlasts this grace period is final.
 FAILURE_GRACE_S = 60.0
+
+
+def read_rag_app(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Serve config in `path` and its `rag` application; InputError when the file is not
+    such a config (empty, not a mapping, no `applications` list, no app named `rag`)."""
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    apps = config.get("applications") if isinstance(config, dict) else None
+    app = next((a for a in apps if isinstance(a, dict) and a.get("name") == APP_NAME), None) \
+        if isinstance(apps, list) else None  # fmt: skip
+    if app is None:
+        raise InputError(f"{path} is not a Serve config with an application named "
+                         f"'{APP_NAME}' under `applications` (see serve_config.yaml)")  # fmt: skip
+    return config, app
 
 
 def load_serve_config(
@@ -34,8 +48,7 @@ def load_serve_config(
 ) -> dict[str, Any]:
     """A Serve config file with overrides laid over the `rag` app's args (validated by
     ServiceSettings, so a bad value fails here with the field's name)."""
-    config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
-    app = next(a for a in config["applications"] if a.get("name") == APP_NAME)
+    config, app = read_rag_app(path)
     args = deep_merge(dict(app.get("args") or {}), app_args or {})
     if index_dir is not None:
         args["index_dir"] = str(index_dir.resolve())

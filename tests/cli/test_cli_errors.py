@@ -48,3 +48,17 @@ def test_serve_config_args_validate_with_the_python_builder_model() -> None:
         assert {"min_replicas", "max_replicas", "target_ongoing_requests"} <= set(scaling)
         assert (options.max_queued_requests or 0) > 0
     assert "working_dir" not in (app.get("runtime_env") or {})
+
+
+def test_a_file_that_is_not_a_serve_config_is_one_line(tmp_path: Path) -> None:
+    for body in ("", "x: 1\n", "applications: [{name: other}]\n"):
+        config = tmp_path / "serve_config.yaml"
+        config.write_text(body)
+        for cli in (("serve_index.py", "--config", str(config)),
+                    ("manage_keys.py", "--config", str(config), "list")):  # fmt: skip
+            result = run(*cli)
+            assert result.returncode == 2, (cli, body, result.stderr)
+            assert result.stderr.strip().splitlines() == [
+                f"error: {config} is not a Serve config with an application named 'rag' under "
+                "`applications` (see serve_config.yaml)"
+            ]
