@@ -25,13 +25,16 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
 
 
 def build_app_from(config: ServiceSettings, generator: Application | None = None) -> Application:
-    """The app for validated settings; `generator` replaces the vLLM deployment (fault tests)."""
+    """The app for validated settings; `generator` replaces the vLLM deployment (fault tests).
+    Every engine under `engines` is one more LLMServer deployment."""
     payload = config.model_dump(mode="json")
     if generator is None and config.generator.enabled:
         generator = build_llm_app(config.generator)
+    engines = {name: build_llm_app(settings, name) for name, settings in config.engines.items()
+               if settings.enabled}  # fmt: skip
     embedder = None
     if config.remote_embedder:
         embedder = serve.deployment(EmbedderServer, name="Embedder",  # type: ignore[attr-defined]
                                     **config.embedder.serve_options()).bind(payload)  # fmt: skip
     ingress = serve.deployment(Ingress, name="Ingress", **config.ingress.serve_options())
-    return ingress.bind(payload, generator, embedder)  # type: ignore[attr-defined]
+    return ingress.bind(payload, generator, embedder, engines)  # type: ignore[attr-defined]

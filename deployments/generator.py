@@ -41,11 +41,13 @@ def build_llm_config(settings: GeneratorSettings) -> LLMConfig:
     )
 
 
-def build_llm_app(settings: GeneratorSettings) -> Application:
-    """The LLMServer deployment, ready to bind into the RAG app."""
+def build_llm_app(settings: GeneratorSettings, name: str = "") -> Application:
+    """The LLMServer deployment of an engine (`name` "" for the default one), ready to bind
+    into the RAG app."""
     from ray.serve.llm import build_llm_deployment
 
-    return build_llm_deployment(build_llm_config(settings), name_prefix="Generator:")
+    prefix = f"Generator-{name}:" if name else "Generator:"
+    return build_llm_deployment(build_llm_config(settings), name_prefix=prefix)
 
 
 def _parse_sse_chunks(item: Any) -> list[dict[str, Any]]:

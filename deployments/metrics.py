@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ragcore.metrics import BATCH_BOUNDARIES, LATENCY_BOUNDARIES_MS
 
 
@@ -16,7 +18,7 @@ class ServeMetrics:
             "generate and end_to_end.", boundaries=LATENCY_BOUNDARIES_MS,
             tag_keys=("stage", "route"),  # type: ignore[arg-type]
         )  # fmt: skip
-        version = ("prompt_version",)
+        version: Any = ("prompt_version", "variant")
         self._ttft = metrics.Histogram(
             "rag_time_to_first_token_ms", description="Time from request to first streamed token.",
             boundaries=LATENCY_BOUNDARIES_MS, tag_keys=version,
@@ -36,7 +38,7 @@ class ServeMetrics:
         self._answers = metrics.Counter(
             "rag_answers", description="Answers by mode (generated, extractive, refused), "
             "prompt version and the first failed check or fallback reason.",
-            tag_keys=("mode", "prompt_version", "reason"),  # type: ignore[arg-type]
+            tag_keys=("mode", "prompt_version", "reason", "variant"),  # type: ignore[arg-type]
         )  # fmt: skip
         self._groundedness = metrics.Histogram(
             "rag_answer_groundedness", description="Share of a generated answer's sentences "
@@ -58,7 +60,7 @@ class ServeMetrics:
         )  # fmt: skip
         self._degraded = metrics.Counter(
             "rag_degraded_answers", description="Answers served without generation.",
-            tag_keys=("reason", "prompt_version"),  # type: ignore[arg-type]
+            tag_keys=("reason", "prompt_version", "variant"),  # type: ignore[arg-type]
         )  # fmt: skip
 
         self._tenant_requests = metrics.Counter(
@@ -97,37 +99,66 @@ class ServeMetrics:
             "entity and tenant.", tag_keys=("entity", "tenant"),  # type: ignore[arg-type]
         )  # fmt: skip
 
+        self._cache = metrics.Counter(
+            "rag_cache_lookups", description="Answer cache lookups by tier (exact, semantic, "
+            "put) and outcome (hit, miss, near_miss: a close question the near-miss guard "
+            "refused, error).", tag_keys=("tier", "outcome"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._breaker = metrics.Gauge(
+            "rag_breaker_state", description="Circuit breaker of each engine: 0 closed, "
+            "1 half-open, 2 open.", tag_keys=("engine",),
+        )  # fmt: skip
+        self._fallbacks = metrics.Counter(
+            "rag_engine_fallbacks", description="Engines skipped (circuit_open) or failed "
+            "before answering, so the next path answered.", tag_keys=("engine", "reason"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._rollbacks = metrics.Counter(
+            "rag_canary_rollbacks", description="Canaries rolled back, by variant and reason "
+            "(error_rate, p95_latency, validation_failures).", tag_keys=("variant", "reason"),  # type: ignore[arg-type]
+        )  # fmt: skip
+        self._share = metrics.Gauge(
+            "rag_variant_share", description="Each variant's share of live traffic now.",
+            tag_keys=("variant",),
+        )  # fmt: skip
+        self._variant_requests = metrics.Counter(
+            "rag_variant_requests", description="Requests by variant, route, status and the "
+            "path that answered (generator, fallback_generator, fallback_extractive, cache, "
+            "none).", tag_keys=("variant", "route", "status", "path"),  # type: ignore[arg-type]
+        )  # fmt: skip
+
     def stage(self, stage: str, route: str, ms: float) -> None:
         self._stage.observe(ms, tags={"stage": stage, "route": route})
 
     def request(self, route: str, status: int) -> None:
         self._requests.inc(1, tags={"route": route, "status": str(status)})
 
-    def tokens(self, prompt: int, completion: int, prompt_version: str) -> None:
-        tags = {"prompt_version": prompt_version}
+    def tokens(self, prompt: int, completion: int, prompt_version: str, variant: str = "") -> None:
+        tags = {"prompt_version": prompt_version, "variant": variant}
         if prompt:
             self._prompt_tokens.inc(prompt, tags=tags)
         if completion:
             self._completion_tokens.inc(completion, tags=tags)
 
-    def first_token(self, ms: float, prompt_version: str) -> None:
-        self._ttft.observe(ms, tags={"prompt_version": prompt_version})
+    def first_token(self, ms: float, prompt_version: str, variant: str = "") -> None:
+        self._ttft.observe(ms, tags={"prompt_version": prompt_version, "variant": variant})
 
-    def per_output_token(self, ms: float, prompt_version: str) -> None:
-        self._tpot.observe(ms, tags={"prompt_version": prompt_version})
+    def per_output_token(self, ms: float, prompt_version: str, variant: str = "") -> None:
+        self._tpot.observe(ms, tags={"prompt_version": prompt_version, "variant": variant})
 
     def empty_retrieval(self, route: str) -> None:
         self._empty.inc(1, tags={"route": route})
 
-    def degraded(self, reason: str, prompt_version: str) -> None:
-        self._degraded.inc(1, tags={"reason": reason, "prompt_version": prompt_version})
+    def degraded(self, reason: str, prompt_version: str, variant: str = "") -> None:
+        self._degraded.inc(1, tags={"reason": reason, "prompt_version": prompt_version,
+                                    "variant": variant})  # fmt: skip
 
-    def answer(self, mode: str, prompt_version: str, reason: str) -> None:
+    def answer(self, mode: str, prompt_version: str, reason: str, variant: str = "") -> None:
         self._answers.inc(1, tags={"mode": mode, "prompt_version": prompt_version,
-                                   "reason": reason or "none"})  # fmt: skip
+                                   "reason": reason or "none", "variant": variant})  # fmt: skip
 
-    def groundedness(self, value: float, prompt_version: str) -> None:
-        self._groundedness.observe(value, tags={"prompt_version": prompt_version})
+    def groundedness(self, value: float, prompt_version: str, variant: str = "") -> None:
+        self._groundedness.observe(value, tags={"prompt_version": prompt_version,
+                                                "variant": variant})  # fmt: skip
 
     def batch(self, stage: str, size: int) -> None:
         self._batch.observe(size, tags={"stage": stage})
@@ -159,3 +190,22 @@ class ServeMetrics:
 
     def redaction(self, entity: str, tenant: str) -> None:
         self._redactions.inc(1, tags={"entity": entity, "tenant": tenant})
+
+    def cache(self, tier: str, outcome: str) -> None:
+        self._cache.inc(1, tags={"tier": tier, "outcome": outcome})
+
+    def breaker_state(self, engine: str, state: int) -> None:
+        self._breaker.set(state, tags={"engine": engine})
+
+    def fallback(self, engine: str, reason: str) -> None:
+        self._fallbacks.inc(1, tags={"engine": engine, "reason": reason})
+
+    def canary_rollback(self, variant: str, reason: str) -> None:
+        self._rollbacks.inc(1, tags={"variant": variant, "reason": reason})
+
+    def variant_share(self, variant: str, share: float) -> None:
+        self._share.set(share, tags={"variant": variant})
+
+    def variant_request(self, variant: str, route: str, status: int, path: str) -> None:
+        self._variant_requests.inc(1, tags={"variant": variant, "route": route,
+                                            "status": str(status), "path": path})  # fmt: skip

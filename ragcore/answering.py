@@ -19,6 +19,7 @@ from ragcore.protocols import AnswerMode, DecodingParams, Hit, Validation
 from utils.answer_settings import AnswerSettings, DecodingSettings
 from utils.errors import RequestRejectedError
 from utils.settings import GeneratorSettings
+from utils.variant_settings import VariantDecoding
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,18 @@ class AnswerPolicy:
         """The request's prompt version, or the default one."""
         return self.templates.get(version or self.settings.prompt_version)
 
-    def decoding(self, template: PromptTemplate, options: AskOptions) -> DecodingParams:
-        """Settings, then the template's decoding block, then the request, within limits."""
+    def decoding(
+        self,
+        template: PromptTemplate,
+        options: AskOptions,
+        variant: VariantDecoding | None = None,
+    ) -> DecodingParams:
+        """Settings, then the template's decoding block, then the variant's, then the
+        request's, within limits."""
         merged = self.settings.decoding.model_dump()
         merged.update(template.decoding)
+        own = {} if variant is None else variant.model_dump(exclude_none=True)
+        merged.update({k: v for k, v in own.items() if k in DecodingSettings.model_fields})
         base = DecodingSettings.model_validate(merged)
         limits = self.settings.limits
         chosen = {
@@ -82,8 +91,8 @@ class AnswerPolicy:
                 raise RequestRejectedError(f"{name} {value} is above this server's limit {most}")
             values[name] = value
         return DecodingParams(
-            max_tokens=options.max_tokens or self.generator.max_tokens,
-            temperature=self.generator.temperature,
+            max_tokens=options.max_tokens or own.get("max_tokens") or self.generator.max_tokens,
+            temperature=own.get("temperature", self.generator.temperature),
             stop=tuple(base.stop),
             loop_ngram_tokens=base.loop_ngram_tokens,
             loop_min_count=base.loop_min_count,

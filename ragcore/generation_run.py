@@ -21,6 +21,8 @@ class GenerationRun:
     failure: str = ""
     first_token_at: float | None = None
     deltas: int = 0
+    engine: str = ""  # the engine that generates it
+    fallback: bool = False  # another engine than the variant's own
 
     def charged(self) -> Usage:
         """What the generation cost: the engine's counts, else (cut before it reported any)

@@ -17,21 +17,23 @@ class MetricsSink(Protocol):
 
     def request(self, route: str, status: int) -> None: ...
 
-    def tokens(self, prompt: int, completion: int, prompt_version: str) -> None: ...
+    def tokens(
+        self, prompt: int, completion: int, prompt_version: str, variant: str = ""
+    ) -> None: ...
 
-    def first_token(self, ms: float, prompt_version: str) -> None: ...
+    def first_token(self, ms: float, prompt_version: str, variant: str = "") -> None: ...
 
-    def per_output_token(self, ms: float, prompt_version: str) -> None: ...
+    def per_output_token(self, ms: float, prompt_version: str, variant: str = "") -> None: ...
 
     def empty_retrieval(self, route: str) -> None: ...
 
-    def degraded(self, reason: str, prompt_version: str) -> None: ...
+    def degraded(self, reason: str, prompt_version: str, variant: str = "") -> None: ...
 
     def batch(self, stage: str, size: int) -> None: ...
 
-    def answer(self, mode: str, prompt_version: str, reason: str) -> None: ...
+    def answer(self, mode: str, prompt_version: str, reason: str, variant: str = "") -> None: ...
 
-    def groundedness(self, value: float, prompt_version: str) -> None: ...
+    def groundedness(self, value: float, prompt_version: str, variant: str = "") -> None: ...
 
     def tenant_request(self, tenant: str, route: str, status: int) -> None: ...
 
@@ -49,6 +51,18 @@ class MetricsSink(Protocol):
 
     def redaction(self, entity: str, tenant: str) -> None: ...
 
+    def cache(self, tier: str, outcome: str) -> None: ...
+
+    def breaker_state(self, engine: str, state: int) -> None: ...
+
+    def fallback(self, engine: str, reason: str) -> None: ...
+
+    def canary_rollback(self, variant: str, reason: str) -> None: ...
+
+    def variant_share(self, variant: str, share: float) -> None: ...
+
+    def variant_request(self, variant: str, route: str, status: int, path: str) -> None: ...
+
 
 class NullMetrics:
     """Drops everything."""
@@ -59,28 +73,28 @@ class NullMetrics:
     def request(self, route: str, status: int) -> None:
         pass
 
-    def tokens(self, prompt: int, completion: int, prompt_version: str) -> None:
+    def tokens(self, prompt: int, completion: int, prompt_version: str, variant: str = "") -> None:
         pass
 
-    def first_token(self, ms: float, prompt_version: str) -> None:
+    def first_token(self, ms: float, prompt_version: str, variant: str = "") -> None:
         pass
 
-    def per_output_token(self, ms: float, prompt_version: str) -> None:
+    def per_output_token(self, ms: float, prompt_version: str, variant: str = "") -> None:
         pass
 
     def empty_retrieval(self, route: str) -> None:
         pass
 
-    def degraded(self, reason: str, prompt_version: str) -> None:
+    def degraded(self, reason: str, prompt_version: str, variant: str = "") -> None:
         pass
 
     def batch(self, stage: str, size: int) -> None:
         pass
 
-    def answer(self, mode: str, prompt_version: str, reason: str) -> None:
+    def answer(self, mode: str, prompt_version: str, reason: str, variant: str = "") -> None:
         pass
 
-    def groundedness(self, value: float, prompt_version: str) -> None:
+    def groundedness(self, value: float, prompt_version: str, variant: str = "") -> None:
         pass
 
     def tenant_request(self, tenant: str, route: str, status: int) -> None:
@@ -105,6 +119,24 @@ class NullMetrics:
         pass
 
     def redaction(self, entity: str, tenant: str) -> None:
+        pass
+
+    def cache(self, tier: str, outcome: str) -> None:
+        pass
+
+    def breaker_state(self, engine: str, state: int) -> None:
+        pass
+
+    def fallback(self, engine: str, reason: str) -> None:
+        pass
+
+    def canary_rollback(self, variant: str, reason: str) -> None:
+        pass
+
+    def variant_share(self, variant: str, share: float) -> None:
+        pass
+
+    def variant_request(self, variant: str, route: str, status: int, path: str) -> None:
         pass
 
 

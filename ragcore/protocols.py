@@ -12,6 +12,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from utils.settings import RetrievalSettings
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -39,6 +41,7 @@ class SearchOutcome:
 
     hits: list[Hit]
     index_version: str
+    vector: np.ndarray | None = None  # the query's embedding (the cache's semantic tier)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,9 @@ class Validation:
 
 
 AnswerMode = Literal["generated", "extractive", "refused"]
+# Which path produced the answer: the variant's engine, another engine after it failed, the
+# extractive fallback after every engine failed, the cache, or none (refused, no generator).
+AnswerPath = Literal["generator", "fallback_generator", "fallback_extractive", "cache", "none"]
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,11 @@ class Answer:
     validation: Validation | None = None
     prompt_version: str = ""
     stop_reason: str = ""
+    variant: str = ""  # name@version of the variant that served it
+    path: AnswerPath = "generator"
+    engine: str = ""  # the engine that generated it ("" when none did)
+    cache: Literal["", "exact", "semantic"] = ""
+    tokens_saved: int = 0  # a cache hit: the tokens its first generation cost
 
 
 @dataclass(frozen=True)
@@ -163,9 +174,20 @@ class QueryEmbedder(Protocol):
 class Searcher(Protocol):
     """Finds chunks for a query in the live index version."""
 
-    async def search(self, query: str, k: int, route: str = "search") -> SearchOutcome: ...
+    async def search(
+        self,
+        query: str,
+        k: int,
+        route: str = "search",
+        vector: np.ndarray | None = None,
+        retrieval: RetrievalSettings | None = None,
+    ) -> SearchOutcome: ...
 
     async def readiness(self) -> Readiness: ...
+
+    def live_version(self) -> str | None: ...
+
+    async def embed(self, query: str) -> np.ndarray: ...
 
 
 class Generator(Protocol):

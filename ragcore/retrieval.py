@@ -114,18 +114,23 @@ class HybridRetriever:
         vectors: np.ndarray | None,
         ks: list[int],
         mode: Mode | None = None,
+        overrides: list[RetrievalSettings | None] | None = None,
     ) -> list[list[RetrievedChunk]]:
-        """Top `ks[i]` chunks for each query; `vectors` holds one embedding row per query."""
-        mode = mode or self.settings.mode
-        depth = max(self.settings.candidates, *ks)
+        """Top `ks[i]` chunks for each query; `vectors` holds one embedding row per query;
+        `overrides[i]` replaces the fusion settings of query i (a variant's; BM25's k1 and b
+        stay the index's)."""
+        per_query = [o or self.settings for o in (overrides or [None] * len(queries))]
+        depth = max(*(s.candidates for s in per_query), *ks)
         dense: list[list[tuple[int, float]]] = [[] for _ in queries]
-        if mode != "lexical" and vectors is not None:
+        if vectors is not None and any((mode or s.mode) != "lexical" for s in per_query):
             dense = self._dense(vectors, depth)
         rows = [None] * len(queries) if vectors is None else list(np.atleast_2d(vectors))
-        return [
-            self._fuse(query, dense_hits, k, mode, vector)
-            for query, dense_hits, k, vector in zip(queries, dense, ks, rows, strict=True)
-        ]
+        results = []
+        for query, hits, k, vector, s in zip(queries, dense, ks, rows, per_query, strict=True):
+            leg_mode = mode or s.mode
+            own = hits[: max(s.candidates, k)] if leg_mode != "lexical" else []
+            results.append(self._fuse(query, own, k, leg_mode, vector, s))
+        return results
 
     def _cosine(self, row: int, vector: np.ndarray) -> float:
         """The query's cosine with one chunk (the vectors are unit length)."""
@@ -142,8 +147,8 @@ class HybridRetriever:
         k: int,
         mode: Mode,
         vector: np.ndarray | None,
+        s: RetrievalSettings,
     ) -> list[RetrievedChunk]:
-        s = self.settings
         candidates: dict[int, _Candidate] = {}
         for rank, (row, cosine) in enumerate(dense, start=1):
             candidates[row] = _Candidate(rank, None, cosine, s.dense_weight / (s.rrf_k + rank))
@@ -154,10 +159,10 @@ class HybridRetriever:
                 candidate.lexical_rank = rank
                 candidate.fused += s.lexical_weight / (s.rrf_k + rank)
             if s.page_bonus:
-                self._add_page_bonus(candidates)
-        return self._diversify(candidates, k, mode, vector)
+                self._add_page_bonus(candidates, s.page_bonus)
+        return self._diversify(candidates, k, mode, vector, s)
 
-    def _add_page_bonus(self, candidates: dict[int, _Candidate]) -> None:
+    def _add_page_bonus(self, candidates: dict[int, _Candidate], bonus: float) -> None:
         # A page that several candidates come from is likelier the answer than a page with
         # one: each chunk gains a share of its page's other candidates' scores.
         chunks = self.published.chunks
@@ -165,15 +170,19 @@ class HybridRetriever:
         for row, cand in candidates.items():
             page_sum[chunks[row].page_url] += cand.fused
         for row, cand in candidates.items():
-            cand.fused += self.settings.page_bonus * (page_sum[chunks[row].page_url] - cand.fused)
+            cand.fused += bonus * (page_sum[chunks[row].page_url] - cand.fused)
 
     def _diversify(
-        self, candidates: dict[int, _Candidate], k: int, mode: Mode, vector: np.ndarray | None
+        self,
+        candidates: dict[int, _Candidate],
+        k: int,
+        mode: Mode,
+        vector: np.ndarray | None,
+        s: RetrievalSettings,
     ) -> list[RetrievedChunk]:
         """Best first, at most `max_per_page` per page, repeated texts dropped. Each result
         carries its cosine with `vector`, whichever leg found it: relevance must not depend
         on the leg (a chunk only BM25 found gets its cosine here)."""
-        s = self.settings
         key = (lambda c: c.cosine) if mode == "dense" else (lambda c: c.fused)
         results: list[RetrievedChunk] = []
         per_page: Counter[str] = Counter()

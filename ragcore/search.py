@@ -13,12 +13,15 @@ from ragcore.index_manager import IndexManager
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.protocols import Hit, QueryEmbedder, Readiness, SearchOutcome
 from ragcore.retrieval import HybridRetriever, RetrievedChunk
+from utils.settings import RetrievalSettings
 
 
 @dataclass(frozen=True)
 class _Query:
     text: str
     k: int
+    vector: np.ndarray | None = None  # embedded already (for the cache's semantic tier)
+    retrieval: RetrievalSettings | None = None  # a variant's fusion settings
 
 
 def to_hit(result: RetrievedChunk) -> Hit:
@@ -50,10 +53,18 @@ class SearchEngine:
             self._search_batch, max_batch_size
         )
 
-    async def search(self, query: str, k: int, route: str = "search") -> SearchOutcome:
+    async def search(
+        self,
+        query: str,
+        k: int,
+        route: str = "search",
+        vector: np.ndarray | None = None,
+        retrieval: RetrievalSettings | None = None,
+    ) -> SearchOutcome:
         """Top-k hits; IndexNotReadyError (503) when no usable index is loaded, TimeoutError
-        (504) past `timeout_s`."""
-        outcome = await asyncio.wait_for(self._batcher.submit(_Query(query, k)), self.timeout_s)
+        (504) past `timeout_s`. `vector`: the query's embedding when the caller has it."""
+        job = _Query(query, k, vector, retrieval)
+        outcome = await asyncio.wait_for(self._batcher.submit(job), self.timeout_s)
         if not outcome.hits:
             self.metrics.empty_retrieval(route)
         return outcome
@@ -61,12 +72,22 @@ class SearchEngine:
     async def readiness(self) -> Readiness:
         return self.index.readiness()
 
+    def live_version(self) -> str | None:
+        """The index version searches read now (None before one is loaded)."""
+        live = self.index.live
+        return None if live is None else live.version
+
+    async def embed(self, query: str) -> np.ndarray:
+        """The query's unit vector, as `search` would compute it."""
+        vectors = await asyncio.wait_for(self.embedder.embed_many([query]), self.timeout_s)
+        return np.asarray(vectors[0], dtype=np.float32)
+
     async def _search_batch(self, queries: list[_Query]) -> list[SearchOutcome]:
         # The index was checked against the query model when it was loaded (load_index).
         live = self.index.require_live()
         self.metrics.batch("search", len(queries))
         start = time.perf_counter()
-        vectors = await self.embedder.embed_many([q.text for q in queries])
+        vectors = await self._vectors(queries)
         embedded = time.perf_counter()
         outcomes = await asyncio.to_thread(self._retrieve, live, queries, vectors)
         done = time.perf_counter()
@@ -75,9 +96,17 @@ class SearchEngine:
             self.metrics.stage("retrieve", "search", (done - embedded) * 1000)
         return outcomes
 
+    async def _vectors(self, queries: list[_Query]) -> np.ndarray:
+        """One embedding row per query; only the queries that bring none are embedded."""
+        missing = [q.text for q in queries if q.vector is None]
+        fresh = iter(await self.embedder.embed_many(missing)) if missing else iter(())
+        return np.vstack([q.vector if q.vector is not None else next(fresh) for q in queries])
+
     @staticmethod
     def _retrieve(
         live: HybridRetriever, queries: list[_Query], vectors: np.ndarray
     ) -> list[SearchOutcome]:
-        results = live.search_many([q.text for q in queries], vectors, [q.k for q in queries])
-        return [SearchOutcome([to_hit(r) for r in hits], live.version) for hits in results]
+        results = live.search_many([q.text for q in queries], vectors, [q.k for q in queries],
+                                   overrides=[q.retrieval for q in queries])  # fmt: skip
+        return [SearchOutcome([to_hit(r) for r in hits], live.version, vector)
+                for hits, vector in zip(results, vectors, strict=True)]  # fmt: skip

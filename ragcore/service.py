@@ -1,4 +1,5 @@
-"""The RAG logic, free of Ray and of HTTP: search, prompt, generate, degrade, warm up."""
+"""The RAG logic, free of Ray and of HTTP: route to a variant, search, answer from the cache or
+generate (with fallbacks), validate, degrade, warm up."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
-from typing import Literal
+from typing import Any
 
-from ragcore.answer_stream import StreamGuard
 from ragcore.answering import AnswerPolicy, AskOptions, FinishedAnswer
-from ragcore.generation_run import GenerationRun, aclose
+from ragcore.cache.answer_cache import AnswerCache, CacheHit
+from ragcore.cache.keys import CacheScope
+from ragcore.engines import EnginePool
+from ragcore.generation import EngineRunner, Plan
 from ragcore.guards.pipeline import GuardPipeline, GuardSession
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.protocols import (
@@ -18,8 +21,6 @@ from ragcore.protocols import (
     AnswerDone,
     AnswerEvent,
     AnswerToken,
-    DecodingParams,
-    GenerationDelta,
     Generator,
     Hit,
     Readiness,
@@ -29,12 +30,22 @@ from ragcore.protocols import (
     Usage,
 )
 from ragcore.token_count import byte_bound
-from utils.errors import OverloadedError, RequestRejectedError
+from ragcore.variants.experiments import Experiments
+from ragcore.warmup import GeneratorWarmth
+from utils.errors import (
+    IndexNotReadyError,
+    OverloadedError,
+    RequestRejectedError,
+    UnavailableError,
+)
 from utils.logs import get_logger
 from utils.settings import ServiceSettings
+from utils.variant_settings import DEFAULT_ENGINE, VariantSettings
 
 log = get_logger("service")
-WARMUP_QUESTION = "How do I configure the number of replicas of a deployment?"
+# Errors that count against a variant (a canary is judged on them); a client's mistakes,
+# refusals and limits do not.
+SERVER_FAILURES = (UnavailableError, IndexNotReadyError, TimeoutError, OverloadedError)
 
 
 def _ms(start: float) -> float:
@@ -42,7 +53,7 @@ def _ms(start: float) -> float:
 
 
 class RAGService:
-    """Answers search and ask requests from a searcher and a generator."""
+    """Answers search and ask requests from searchers, engines and an answer cache."""
 
     def __init__(
         self,
@@ -54,104 +65,116 @@ class RAGService:
         collections: Mapping[str, Searcher] | None = None,
         count_tokens: Callable[[list[dict[str, str]]], int] = byte_bound,
         guards: GuardPipeline | None = None,
+        engines: Mapping[str, Generator] | None = None,
+        cache: AnswerCache | None = None,
+        experiments: Experiments | None = None,
     ) -> None:
         self.searcher = searcher
         # Every served collection by name; `searcher` is the default collection's.
         self.collections = {settings.default_collection: searcher, **(collections or {})}
-        self.count_tokens = count_tokens
+        self.pinned: dict[tuple[str, str], Searcher] = {}  # (collection, version) of variants
         self.guards = guards
         self.policy = policy or AnswerPolicy(settings.answers, settings.generator)
         self.generator = generator
         self.settings = settings
         self.metrics = metrics or NullMetrics()
-        # "warming" until warm_up() finishes: ready must mean fast, so /readyz waits for it.
-        if generator is None:
-            self.generator_state = "disabled"
-        else:
-            warm = settings.generator.warmup_timeout_s > 0
-            self.generator_state = "warming" if warm else "ready (not warmed up)"
+        named = {DEFAULT_ENGINE: generator} if generator is not None else {}
+        self.engines = EnginePool({**named, **(engines or {})}, settings.breaker, self.metrics)
+        self.cache = cache
+        self.experiments = experiments or Experiments(settings.variants, metrics=self.metrics)
+        self.warmth = GeneratorWarmth(generator, settings.generator)
+        self.runner = EngineRunner(self.engines, self.policy, settings, self.metrics,
+                                   self.warmth, count_tokens)  # fmt: skip
+
+    @property
+    def count_tokens(self) -> Callable[[list[dict[str, str]]], int]:
+        """How a prompt's tokens are counted before it is sent (the budget's reservation)."""
+        return self.runner.count_tokens
+
+    @count_tokens.setter
+    def count_tokens(self, count: Callable[[list[dict[str, str]]], int]) -> None:
+        self.runner.count_tokens = count
 
     async def warm_up(self) -> None:
-        """Run one full-size generation (a RAG-sized prompt) before the service reports ready,
-        so the first real /ask does not pay the engine's first-request costs. Retries while the
-        engine is still starting; after `warmup_timeout_s` the service goes ready without it
-        and /ask degrades until the engine answers."""
-        gen = self.settings.generator
-        if self.generator is None or gen.warmup_timeout_s <= 0:
-            return
-        deadline = time.monotonic() + gen.warmup_timeout_s
-        filler = [Hit("Replicas are set with num_replicas in the deployment options. " * 12,
-                      f"warmup#{i}", 1.0) for i in range(5)]  # fmt: skip
-        messages = self.policy.template(None).render(WARMUP_QUESTION, filler, gen.max_context_chars)
-        while True:
-            start = time.perf_counter()
-            try:
-                await asyncio.wait_for(
-                    self.generator.generate(messages, DecodingParams(max_tokens=8)), gen.timeout_s
-                )
-                self.generator_state = "ready"
-                log.info("generator warm", extra={"warmup_ms": round(_ms(start), 1)})
-                return
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-                if time.monotonic() > deadline:
-                    self.generator_state = f"unavailable ({reason})"
-                    log.warning("generator warm-up gave up", extra={"error": reason})
-                    return
-                await asyncio.sleep(2.0)
+        """Warm the default engine up before /readyz turns 200 (GeneratorWarmth.warm_up)."""
+        await self.warmth.warm_up(self.policy)
 
     async def readiness(self) -> Readiness:
         """Ready when the index is loaded and the generator is warm (or disabled, or given up
         on: then /ask degrades to sources, which the details say)."""
         index = await self.searcher.readiness()
-        details = {**index.details, "generator": await self._generator_health()}
+        details = {**index.details, "generator": await self.warmth.health()}
         for name, searcher in self.collections.items():
             if searcher is not self.searcher:
                 state = await searcher.readiness()
                 details[f"collection:{name}"] = state.details.get("index_version", state.reason)
-        if index.ready and self.generator_state == "warming":
+        if index.ready and self.warmth.state == "warming":
             return Readiness(False, "the generator is warming up", details)
         return Readiness(index.ready, index.reason, details)
 
-    async def _generator_health(self) -> str:
-        """The warm-up state, or, once warm, whether the engine answers its health check now
-        (an engine that died since is reported, while search keeps the service ready)."""
-        if self.generator is None or self.generator_state != "ready":
-            return self.generator_state
-        try:
-            state = await asyncio.wait_for(self.generator.readiness(), 5.0)
-        except Exception as exc:
-            return f"unavailable ({type(exc).__name__})"
-        return "ready" if state.ready else f"unavailable ({state.reason})"
+    def _searcher(self, collection: str | None, variant: VariantSettings) -> tuple[str, Searcher]:
+        name = collection or self.settings.default_collection
+        if name not in self.collections:
+            raise RequestRejectedError(f"collection '{name}' is not served here; "
+                                       f"served: {', '.join(self.collections)}")  # fmt: skip
+        pin = variant.index_versions.get(name)
+        if pin is None:
+            return name, self.collections[name]
+        searcher = self.pinned.get((name, pin))
+        if searcher is None:
+            raise IndexNotReadyError(f"variant {variant.name} pins index version {pin} of "
+                                     f"collection {name}, which is not loaded")  # fmt: skip
+        return name, searcher
+
+    def plan(
+        self,
+        variant: VariantSettings | None,
+        options: AskOptions,
+        top_k: int | None,
+        collection: str | None,
+    ) -> Plan:
+        """How a request is served by `variant` (None: the baseline)."""
+        variant = variant or self.experiments.baseline()
+        template = self.policy.template(options.prompt_version or variant.prompt_version)
+        params = self.policy.decoding(template, options, variant.decoding)
+        retrieval = self.settings.variant_retrieval(variant)
+        name, searcher = self._searcher(collection, variant)
+        return Plan(variant, template, params, retrieval, top_k or retrieval.top_k, name,
+                    searcher)  # fmt: skip
 
     async def search(
-        self, query: str, k: int, route: str = "search", collection: str | None = None
+        self,
+        query: str,
+        k: int | None,
+        route: str = "search",
+        collection: str | None = None,
+        variant: VariantSettings | None = None,
     ) -> SearchOutcome:
-        """Top-k hits of a collection (None: the default); IndexNotReadyError (503) when no
-        usable index is loaded, RequestRejectedError (422) for a collection not served."""
-        searcher = self.collections.get(collection or self.settings.default_collection)
-        if searcher is None:
-            raise RequestRejectedError(f"collection '{collection}' is not served here; "
-                                       f"served: {', '.join(self.collections)}")  # fmt: skip
-        return await searcher.search(query, k, route)
+        """Top-k hits of a collection (None: the default) as `variant` retrieves them;
+        IndexNotReadyError (503) when no usable index is loaded, RequestRejectedError (422)
+        for a collection not served."""
+        plan = self.plan(variant, AskOptions(), k, collection)
+        retrieval = None if plan.retrieval is self.settings.retrieval else plan.retrieval
+        return await plan.searcher.search(query, plan.k, route, None, retrieval)
 
     async def ask(
         self,
         question: str,
-        top_k: int,
+        top_k: int | None,
         options: AskOptions | None = None,
         collection: str | None = None,
         budget: TokenBudget | None = None,
         tenant: str | None = None,
+        variant: VariantSettings | None = None,
     ) -> Answer:
-        """A validated, cited answer: generated when it passes the checks, else extractive;
-        refused when nothing relevant was retrieved. It is generated as a stream, so a loop
-        is cut as it starts, as on /ask/stream. RequestRejectedError (422) for options the
-        server does not allow; OverloadedError (429) when the engine is full; GuardRefusalError
-        (400) when a guard refuses the question (`tenant` picks its guard settings)."""
+        """A validated, cited answer: from the cache, generated when it passes the checks,
+        else extractive; refused when nothing relevant was retrieved. It is generated as a
+        stream, so a loop is cut as it starts, as on /ask/stream. RequestRejectedError (422)
+        for options the server does not allow; OverloadedError (429) when the engine is full;
+        GuardRefusalError (400) when a guard refuses the question (`tenant` picks its guard
+        settings and its cache)."""
         answer: Answer | None = None
-        events = self._events(question, top_k, options or AskOptions(), "ask", collection, budget,
-                              tenant)  # fmt: skip
+        events = self._stream(question, top_k, options, collection, budget, tenant, variant, "ask")
         async for event in events:
             if isinstance(event, AnswerDone):
                 answer = event.answer
@@ -161,126 +184,144 @@ class RAGService:
     def ask_stream(
         self,
         question: str,
-        top_k: int,
+        top_k: int | None,
         options: AskOptions | None = None,
         collection: str | None = None,
         budget: TokenBudget | None = None,
         tenant: str | None = None,
+        variant: VariantSettings | None = None,
     ) -> AsyncIterator[AnswerEvent]:
         """Screened `AnswerToken`s as the engine produces them, then one `AnswerDone` with the
         final answer (which replaces the streamed text when it is extractive). Search and
         option errors raise before the first event; closing the iterator cancels generation;
         a stream that starts to loop is cut. `budget` reserves prompt plus max_tokens before
         generating and is settled to the real usage however the generation ends."""
-        return self._events(question, top_k, options or AskOptions(), "ask_stream", collection,
-                            budget, tenant)  # fmt: skip
+        return self._stream(question, top_k, options, collection, budget, tenant, variant,
+                            "ask_stream")  # fmt: skip
 
-    @property
-    def _context_chars(self) -> int:
-        return self.settings.generator.max_context_chars
-
-    def _without_generation(self, question: str, hits: list[Hit]) -> FinishedAnswer | None:
-        """The answer when the model must not or cannot be asked: nothing relevant was
-        retrieved (refuse), or there is no generator (quote the sources)."""
-        if not self.policy.relevant(hits):
-            return self.policy.refusal()
-        if self.generator is None:
-            return self.policy.extractive(question, hits, None, "", "the generator is disabled",
-                                          "generator_disabled")  # fmt: skip
-        return None
-
-    def _degraded(self, question: str, hits: list[Hit], why: str, version: str) -> FinishedAnswer:
-        self.metrics.degraded(why, version)
-        return self.policy.extractive(question, hits, None, "error",
-                                      f"{why}; quoting the retrieved sources instead",
-                                      "generator_error")  # fmt: skip
-
-    def _answer(
+    def _stream(
         self,
-        finished: FinishedAnswer,
-        hits: list[Hit],
-        usage: Usage,
-        start: float,
-        version: str,
-        status: Literal["ok", "degraded"] = "ok",
-    ) -> Answer:
-        """The domain answer, counted in the answer metrics."""
-        if self.generator is None and finished.mode != "refused":
-            status = "degraded"
-        validation = finished.validation
-        self.metrics.answer(finished.mode, version, finished.reason)
-        if validation is not None:
-            self.metrics.groundedness(validation.groundedness, version)
-        return Answer(finished.text, hits, usage, _ms(start), status, finished.message,
-                      finished.mode, finished.citations, validation, version,
-                      finished.stop_reason)  # fmt: skip
+        question: str,
+        top_k: int | None,
+        options: AskOptions | None,
+        collection: str | None,
+        budget: TokenBudget | None,
+        tenant: str | None,
+        variant: VariantSettings | None,
+        route: str,
+    ) -> AsyncIterator[AnswerEvent]:
+        plan = self.plan(variant, options or AskOptions(), top_k, collection)
+        return self._recorded(plan, self._events(question, plan, budget, tenant, route))
 
-    def _count_tokens(self, usage: Usage, since_first_token_ms: float, version: str) -> None:
-        self.metrics.tokens(usage.prompt, usage.completion, version)
-        if usage.completion > 1:  # time per output token after the first one
-            self.metrics.per_output_token(since_first_token_ms / (usage.completion - 1), version)
+    async def _recorded(
+        self, plan: Plan, events: AsyncIterator[AnswerEvent]
+    ) -> AsyncIterator[AnswerEvent]:
+        """The events, with the request's outcome counted for its variant (the canary check)."""
+        start = time.perf_counter()
+        try:
+            async for event in events:
+                if isinstance(event, AnswerDone):
+                    answer = event.answer
+                    failed = answer.path.startswith("fallback")
+                    invalid = answer.validation is not None and not answer.validation.passed
+                    self.experiments.record(plan.variant, failed, answer.latency_ms, invalid)
+                yield event
+        except SERVER_FAILURES:
+            self.experiments.record(plan.variant, True, _ms(start), False)
+            raise
+
+    def _scope(self, plan: Plan, tenant: str | None) -> CacheScope | None:
+        """The cache scope of this request; None when it must not be cached."""
+        version = plan.searcher.live_version()
+        if self.cache is None or version is None:
+            return None
+        model = self.settings.engine_settings(plan.variant.engine).model_id
+        return CacheScope(tenant or "", plan.collection, version, plan.variant.label, model,
+                          plan.template.version, repr(plan.params),
+                          plan.retrieval.model_dump_json(), plan.k)  # fmt: skip
+
+    async def _cached(self, scope: CacheScope, question: str) -> tuple[CacheHit | None, Any]:
+        """A cache hit, else None and the question's embedding (for the search)."""
+        assert self.cache is not None
+        hit = await self.cache.exact(scope, question)
+        if hit is not None or not self.cache.settings.semantic:
+            return hit, None
+        vector = await self._searcher_for(scope).embed(question)
+        return await self.cache.semantic(scope, question, vector), vector
+
+    def _searcher_for(self, scope: CacheScope) -> Searcher:
+        return next((s for (c, v), s in self.pinned.items()
+                     if c == scope.collection and v == scope.index_version),
+                    self.collections[scope.collection])  # fmt: skip
+
+    def _from_cache(self, hit: CacheHit, plan: Plan, start: float) -> Answer:
+        stored = hit.answer
+        return replace(stored, latency_ms=_ms(start), cache=hit.tier, path="cache",
+                       usage=Usage(), tokens_saved=stored.usage.total,
+                       variant=plan.variant.label)  # fmt: skip
 
     async def _events(
         self,
         question: str,
-        top_k: int,
-        options: AskOptions,
-        route: str,
-        collection: str | None,
+        plan: Plan,
         budget: TokenBudget | None,
-        tenant: str | None = None,
+        tenant: str | None,
+        route: str,
     ) -> AsyncIterator[AnswerEvent]:
         start = time.perf_counter()
-        template = self.policy.template(options.prompt_version)
-        params = self.policy.decoding(template, options)
         shield = await self._shield(question, route, tenant)  # a 400 before anything else
         question = shield.question.text if shield else question
-        hits = (await self.search(question, top_k, route, collection)).hits
+        scope = self._scope(plan, tenant)
+        vector = None
+        if scope is not None:
+            hit, vector = await self._cached(scope, question)
+            if hit is not None:
+                answer = self._from_cache(hit, plan, start)
+                yield AnswerToken(answer.text)
+                yield AnswerDone(answer)
+                return
+        retrieval = None if plan.retrieval is self.settings.retrieval else plan.retrieval
+        outcome = await plan.searcher.search(question, plan.k, route, vector, retrieval)
+        hits = outcome.hits
         early = self._without_generation(question, hits)
         if early is not None:
-            answer = _screened(self._answer(early, hits, Usage(), start, template.version), shield)
+            answer = self.runner.answer(early, hits, Usage(), start, plan, "none", "")
             yield AnswerToken(answer.text)
-            yield AnswerDone(answer)
+            yield AnswerDone(_screened(answer, shield))
             return
-        assert self.generator is not None  # _without_generation answered otherwise
-        guard = StreamGuard(hits, self.policy.settings.validation, template)
-        messages = template.render(question, hits, self._context_chars)
+        messages = plan.template.render(question, hits, self.settings.generator.max_context_chars)
         messages = shield.protect(messages) if shield else messages
-        run = GenerationRun(template, prompt_estimate=self.count_tokens(messages))
-        if budget is not None:  # a 429 here comes before any answer text
-            await budget.reserve(run.prompt_estimate + params.max_tokens)
-        stream = self.generator.stream(messages, params)
-        deadline = time.monotonic() + self.settings.generator.timeout_s
-        try:
-            while guard.stop_reason is None:
-                try:
-                    left = max(0.001, deadline - time.monotonic())
-                    delta = await asyncio.wait_for(anext(stream), left)
-                except StopAsyncIteration:
-                    break
-                run.deltas += 1
-                safe = self._take(delta, guard, run, start)
-                if shield is not None and shield.stream_leaks(delta.text):
-                    break  # nothing of the leaking piece is sent; the answer becomes a refusal
-                if safe:
-                    yield AnswerToken(safe)
-        except OverloadedError:
-            if run.first_token_at is None:
-                raise  # a 429 with Retry-After, before any answer was sent
-            run.failure = "generation stopped: the engine is overloaded"
-        except Exception as exc:
-            run.failure = ("the generator timed out" if isinstance(exc, TimeoutError)
-                           else f"the generator is unavailable ({type(exc).__name__})")  # fmt: skip
-            failed = {"error": repr(exc)[:500], "prompt_version": template.version}
-            log.warning("generation failed", extra=failed)
-        finally:
-            await aclose(stream)
-            if budget is not None:  # also on error and when the client went away
-                await budget.settle(run.charged())
-        tail = guard.flush()
-        if tail and guard.stop_reason is None:
-            yield AnswerToken(tail)
-        yield AnswerDone(_screened(self._finish(question, hits, guard, run, start, route), shield))
+        final: Answer | None = None
+        async for item in self.runner.run(plan, question, hits, messages, shield, budget, start,
+                                          route):  # fmt: skip
+            if isinstance(item, Answer):
+                final = item
+            else:
+                yield AnswerToken(item)
+        assert final is not None
+        answer = final
+        answer = _screened(answer, shield)
+        if scope is not None and answer.path == "generator" and answer.mode != "refused":
+            # Stored before the answer is sent: the next request, on any replica, finds it.
+            await self._store(scope, outcome, question, answer)
+        yield AnswerDone(answer)
+
+    async def _store(
+        self, scope: CacheScope, outcome: SearchOutcome, question: str, answer: Answer
+    ) -> None:
+        assert self.cache is not None
+        scope = replace(scope, index_version=outcome.index_version)  # what produced it
+        await self.cache.put(scope, question, outcome.vector, answer)
+
+    def _without_generation(self, question: str, hits: list[Hit]) -> FinishedAnswer | None:
+        """The answer when the model must not or cannot be asked: nothing relevant was
+        retrieved (refuse), or there is no engine (quote the sources)."""
+        if not self.policy.relevant(hits):
+            return self.policy.refusal()
+        if not self.engines.engines:
+            return self.policy.extractive(question, hits, None, "", "the generator is disabled",
+                                          "generator_disabled")  # fmt: skip
+        return None
 
     async def _shield(self, question: str, route: str, tenant: str | None) -> GuardSession | None:
         """The guards of this generation (None without guards); GuardRefusalError when the
@@ -289,41 +330,6 @@ class RAGService:
             return None
         path = "/" + route.replace("_", "/")
         return await asyncio.to_thread(self.guards.session, question, path, tenant)
-
-    def _take(
-        self, delta: GenerationDelta, guard: StreamGuard, run: GenerationRun, start: float
-    ) -> str:
-        """Account for one engine delta; return its screened text."""
-        safe = ""
-        if delta.text:
-            if run.first_token_at is None:
-                run.first_token_at = time.perf_counter()
-                self.metrics.first_token((run.first_token_at - start) * 1000, run.version)
-            safe = guard.feed(delta.text)
-            run.stop_reason = guard.stop_reason or run.stop_reason
-        if delta.completion_tokens is not None:
-            run.usage = Usage(delta.prompt_tokens or 0, delta.completion_tokens)
-        if delta.finish_reason and guard.stop_reason is None:
-            run.stop_reason = delta.finish_reason
-        return safe
-
-    def _finish(
-        self, question: str, hits: list[Hit], guard: StreamGuard, run: GenerationRun, start: float,
-        route: str,
-    ) -> Answer:  # fmt: skip
-        """The checked answer of a finished (or failed, or cut) generation."""
-        self.metrics.stage("generate", route, _ms(start))
-        if run.first_token_at is not None:
-            self._count_tokens(run.usage, _ms(run.first_token_at), run.version)
-            self.generator_state = "ready"
-        if run.failure and not guard.text.strip():
-            finished = self._degraded(question, hits, run.failure, run.version)
-            return self._answer(finished, hits, run.usage, start, run.version, "degraded")
-        stop = "length" if run.failure else run.stop_reason
-        finished = self.policy.finish(question, guard.text, hits, stop, run.template)
-        if run.failure:
-            finished = replace(finished, message=f"{run.failure}; {finished.message}".rstrip("; "))
-        return self._answer(finished, hits, run.usage, start, run.version)
 
 
 def _screened(answer: Answer, shield: GuardSession | None) -> Answer:

@@ -20,12 +20,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from pipelines.chunk import SectionChunker
+from ragcore.cache.answer_cache import AnswerCache
+from ragcore.cache.store import LocalCacheStore, MemoryCache
 from ragcore.documents import Page, Section
 from ragcore.index_format import publish
 from ragcore.index_manager import IndexManager
 from ragcore.protocols import DecodingParams, Generation, GenerationDelta, Readiness
 from ragcore.search import SearchEngine
 from ragcore.service import RAGService
+from ragcore.variants.experiments import Experiments
 from utils.settings import BuildSettings, ChunkingSettings, ServiceSettings
 
 DIM = 32
@@ -121,10 +124,15 @@ def publish_tiny_index(index_dir: Path, model: str = MODEL) -> str:
 
 
 def make_service(
-    index_dir: Path, llm: ScriptedGenerator | None, **overrides: Any
+    index_dir: Path,
+    llm: ScriptedGenerator | None,
+    engines: dict[str, ScriptedGenerator] | None = None,
+    cache: bool = False,
+    **overrides: Any,
 ) -> tuple[RAGService, IndexManager]:
     """A RAGService over the real index manager and search engine, with a hashed embedder;
-    the index is loaded and the generator is not warmed up (warm-up tests set it)."""
+    the index is loaded and the generator is not warmed up (warm-up tests set it). `engines`
+    are more named engines; `cache` adds an in-process answer cache."""
     overrides.setdefault("generator", {"warmup_timeout_s": 0})
     # Hashed vectors have no meaningful cosine: refusal is tested on its own (it sets this).
     overrides.setdefault("answers", {"min_relevance": -1.0})
@@ -133,7 +141,12 @@ def make_service(
     manager.refresh()
     engine = SearchEngine(HashEmbedder(), manager, settings.search_batch_size,
                           settings.call_timeout_s)  # fmt: skip
-    return RAGService(engine, llm, settings), manager
+    store = LocalCacheStore(MemoryCache(settings.cache))
+    answers = AnswerCache(store, settings.cache) if cache else None
+    experiments = Experiments(settings.variants, store)
+    service = RAGService(engine, llm, settings, engines=engines, cache=answers,
+                         experiments=experiments)  # fmt: skip
+    return service, manager
 
 
 TOPICS = ["autoscaling", "batching", "replicas", "ingress", "placement", "checkpoints",

@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# The variant serving the request, on every log line of it once routed.
+variant_var: contextvars.ContextVar[str] = contextvars.ContextVar("variant", default="")
 
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -26,6 +28,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": getattr(record, "request_id", None) or request_id_var.get(),
         }
+        variant = variant_var.get()
+        if variant:
+            payload["variant"] = variant
         for key, value in vars(record).items():
             if key not in _RESERVED and key not in payload and not key.startswith("_"):
                 payload[key] = value

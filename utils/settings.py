@@ -18,6 +18,13 @@ from utils.answer_settings import AnswerSettings
 from utils.auth_settings import NAME_RE, AuthSettings, CollectionSettings
 from utils.guard_settings import ChunkScanSettings, GuardSettings
 from utils.paths import PROJECT_ROOT, project_path
+from utils.variant_settings import (
+    DEFAULT_ENGINE,
+    BreakerSettings,
+    CacheSettings,
+    VariantSettings,
+    VariantsSettings,
+)
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_GENERATOR_DIR = PROJECT_ROOT / "models" / "smollm2-135m-instruct"
@@ -336,7 +343,19 @@ class ServiceSettings(BaseModel):
         default_factory=RetrievalSettings, description="Hybrid retrieval settings."
     )
     generator: GeneratorSettings = Field(
-        default_factory=GeneratorSettings, description="LLM settings."
+        default_factory=GeneratorSettings, description="LLM settings (the `default` engine)."
+    )
+    engines: dict[str, GeneratorSettings] = Field(
+        default_factory=dict,
+        description="More LLM engines by name, each its own deployment: for variants with "
+        "another model, and as fallbacks when a variant's engine fails.",
+    )
+    variants: VariantsSettings = Field(
+        default_factory=VariantsSettings, description="A/B, canary and shadow variants."
+    )
+    cache: CacheSettings = Field(default_factory=CacheSettings, description="Answer cache.")
+    breaker: BreakerSettings = Field(
+        default_factory=BreakerSettings, description="Circuit breaker of each engine."
     )
     answers: AnswerSettings = Field(
         default_factory=AnswerSettings,
@@ -381,6 +400,33 @@ class ServiceSettings(BaseModel):
                 raise ValueError(f"collection name {name!r}: use 1-64 letters, digits, '_', "
                                  "'.' or '-', other than default_collection")  # fmt: skip
         return self
+
+    @model_validator(mode="after")
+    def _variant_references(self) -> ServiceSettings:
+        engines = {DEFAULT_ENGINE, *self.engines}
+        for variant in self.variants.items:
+            if variant.engine not in engines:
+                raise ValueError(f"variant {variant.name}: engine {variant.engine!r} is not "
+                                 f"one of {sorted(engines)} (add it under `engines`)")  # fmt: skip
+            unknown = set(variant.index_versions) - set(self.collection_names())
+            if unknown:
+                raise ValueError(f"variant {variant.name}: index_versions names collections "
+                                 f"not served: {sorted(unknown)}")  # fmt: skip
+            self.variant_retrieval(variant)  # a bad value fails here, with its field's name
+        if DEFAULT_ENGINE in self.engines:
+            raise ValueError(f"`engines` may not redefine {DEFAULT_ENGINE!r}: that is `generator`")
+        return self
+
+    def engine_settings(self, name: str) -> GeneratorSettings:
+        """The settings of engine `name` (`default` is `generator`)."""
+        return self.generator if name == DEFAULT_ENGINE else self.engines[name]
+
+    def variant_retrieval(self, variant: VariantSettings) -> RetrievalSettings:
+        """The retrieval settings a variant searches with."""
+        if not variant.retrieval:
+            return self.retrieval
+        return RetrievalSettings.model_validate({**self.retrieval.model_dump(),
+                                                 **variant.retrieval})  # fmt: skip
 
     def collection_names(self) -> list[str]:
         """Every served collection, the default first."""

@@ -55,6 +55,12 @@ def install_middleware(
             response.headers["X-Request-ID"] = request_id_var.get()
         route = request.url.path
         metrics.request(route, response.status_code)
+        variant = getattr(request.state, "variant", "")
+        if variant:  # routed: the response, its log line and a metric name the variant
+            response.headers["X-Variant"] = variant
+            path = getattr(request.state, "answer_path", "stream" if route == "/ask/stream"
+                           else "none")  # fmt: skip
+            metrics.variant_request(variant.split("@")[0], route, response.status_code, path)
         if route in TIMED_ROUTES:
             metrics.stage("end_to_end", route.strip("/").replace("/", "_"), ms)
         caller: Caller | None = getattr(request.state, "caller", None)
@@ -63,7 +69,8 @@ def install_middleware(
                                          "collection": caller.collection}  # fmt: skip
         log.info("request", extra={"route": route, "method": request.method,
                                    "status": response.status_code, "latency_ms": round(ms, 2),
-                                   **who, **getattr(request.state, "log_extra", {})})  # fmt: skip
+                                   **who, **({"variant": variant} if variant else {}),
+                                   **getattr(request.state, "log_extra", {})})  # fmt: skip
         if caller is not None:
             _account(request, response, caller, route)
         request_id_var.reset(token)

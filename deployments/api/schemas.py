@@ -43,7 +43,10 @@ class SearchParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="What to look for.")
-    k: int = Field(default=5, ge=1, le=MAX_K, description="How many chunks to return.")
+    k: int | None = Field(
+        default=None, ge=1, le=MAX_K,
+        description="How many chunks to return; default: the variant's top_k (5).",
+    )  # fmt: skip
     collection: str | None = COLLECTION_FIELD
 
     @field_validator("query")
@@ -56,7 +59,10 @@ class SearchRequest(SearchParams):
     """Body of POST /search: the same fields as JSON, where `k` must be a JSON integer (not
     `true` or `"5"`)."""
 
-    k: StrictInt = Field(default=5, ge=1, le=MAX_K, description="How many chunks to return.")
+    k: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_K,
+        description="How many chunks to return; default: the variant's top_k (5).",
+    )  # fmt: skip
 
 
 class SearchHit(BaseModel):
@@ -75,6 +81,7 @@ class SearchResponse(BaseModel):
     status: Literal["ok", "error"] = "ok"
     message: str = ""
     request_id: str = ""
+    variant: str = Field(default="", description="The variant that served it, name@version.")
 
 
 class AskRequest(BaseModel):
@@ -85,7 +92,10 @@ class AskRequest(BaseModel):
     question: str = Field(
         min_length=1, max_length=MAX_QUERY_CHARS, description="The question to answer."
     )
-    top_k: StrictInt = Field(default=5, ge=1, le=20, description="Chunks given to the model.")
+    top_k: StrictInt | None = Field(
+        default=None, ge=1, le=20,
+        description="Chunks given to the model; default: the variant's top_k (5).",
+    )  # fmt: skip
     collection: str | None = COLLECTION_FIELD
     max_tokens: StrictInt | None = Field(
         default=None, ge=1, le=2048, description="Answer length cap; default from settings."
@@ -186,6 +196,22 @@ class AskResponse(BaseModel):
     request_id: str
     status: Literal["ok", "degraded"] = "ok"
     message: str = ""
+    variant: str = Field(default="", description="The variant that served it, name@version.")
+    answer_path: Literal[
+        "generator", "fallback_generator", "fallback_extractive", "cache", "none"
+    ] = Field(
+        default="generator",
+        description="What answered: the variant's engine; another engine after it failed; "
+        "the retrieved sentences after every engine failed or had its circuit open; the "
+        "cache; or none (a refusal, or no generator configured).",
+    )
+    engine: str = Field(default="", description="The engine that generated the answer.")
+    cache: Literal["exact", "semantic"] | None = Field(
+        default=None, description="Set when the answer came from the cache, by tier."
+    )
+    tokens_saved: int = Field(
+        default=0, description="A cache hit: the generator tokens its first answer cost."
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -329,4 +355,33 @@ def to_ask_response(answer: Answer, request_id: str) -> AskResponse:
         request_id=request_id,
         status=answer.status,
         message=answer.message,
+        variant=answer.variant,
+        answer_path=answer.path,
+        engine=answer.engine,
+        cache=answer.cache or None,
+        tokens_saved=answer.tokens_saved,
+    )
+
+
+class VariantState(BaseModel):
+    """One variant as routed now."""
+
+    name: str
+    version: str
+    role: Literal["live", "canary", "shadow"]
+    configured_weight: float
+    share: float = Field(description="Share of live traffic now (0 once rolled back).")
+    rolled_back: str | None = Field(description="Why it was rolled back, if it was.")
+    window_requests: int = Field(description="Its requests in the canary window (this replica).")
+    window_error_rate: float
+    window_p95_ms: float
+
+
+class VariantsResponse(BaseModel):
+    """GET /admin/variants."""
+
+    baseline: str
+    variants: list[VariantState]
+    breakers: dict[str, Literal["closed", "open", "half_open"]] = Field(
+        description="Each engine's circuit breaker in this replica."
     )

@@ -11,8 +11,9 @@ from typing import Any
 from utils.auth_settings import NAME_RE
 
 KEY_PREFIX = "rk-"
-# Scopes a key can hold; `admin` reads every tenant's usage. Routes name the scope they need.
-SCOPES = ("search", "ask", "chat", "usage", "admin")
+# Scopes a key can hold; `admin` reads every tenant's usage and manages variants; `test` may
+# pick a variant with X-Variant (as admin may). Routes name the scope they need.
+SCOPES = ("search", "ask", "chat", "usage", "admin", "test")
 DEFAULT_SCOPES = ("search", "ask", "chat", "usage")
 
 

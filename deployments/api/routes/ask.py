@@ -19,6 +19,7 @@ from deployments.api.auth import (
 from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, SSE, responses
 from deployments.api.schemas import AskRequest, AskResponse, to_ask_response
+from deployments.api.variants import route_for
 from ragcore.protocols import AnswerDone, AnswerEvent, AnswerToken
 from utils.logs import get_logger, request_id_var
 
@@ -36,10 +37,13 @@ async def ask(
     caller: AskCaller,
 ) -> AskResponse:
     collection = collection_for(request, caller, req.collection)
+    variant = route_for(request, caller).variant
     answer = await service.ask(req.question, req.top_k, req.options(), collection,
-                               budget_for(request, caller), tenant_of(caller))  # fmt: skip
+                               budget_for(request, caller), tenant_of(caller), variant)  # fmt: skip
     await admitted(request, caller)
-    request.state.log_extra = {"tokens_prompt": answer.usage.prompt,
+    request.state.answer_path = answer.path
+    request.state.log_extra = {"answer_path": answer.path, "cache": answer.cache,
+                               "tokens_prompt": answer.usage.prompt,
                                "tokens_completion": answer.usage.completion,
                                "answer_status": answer.status, "answer_mode": answer.mode,
                                "prompt_version": answer.prompt_version}  # fmt: skip
@@ -59,8 +63,10 @@ async def ask_stream(
     event with the whole /ask body. Its `answer` is the final text: when `answer_mode` is
     `extractive` it replaces what was streamed (a stream that loops is cut there)."""
     collection = collection_for(request, caller, req.collection)
+    variant = route_for(request, caller).variant
     events = service.ask_stream(req.question, req.top_k, req.options(), collection,
-                                budget_for(request, caller), tenant_of(caller))  # fmt: skip
+                                budget_for(request, caller), tenant_of(caller),
+                                variant)  # fmt: skip
     # Search errors (503, 504) must surface before the 200 and its headers are sent.
     first = await anext(events)
     return StreamingResponse(_sse(first, events, request, request_id),
@@ -74,7 +80,8 @@ def _format(event: AnswerEvent, request_id: str) -> str:
     assert isinstance(event, AnswerDone)
     answer = event.answer
     # The request line was logged when the stream started; the answer gets its own line.
-    log.info("answer streamed", extra={"answer_mode": answer.mode,
+    log.info("answer streamed", extra={"answer_mode": answer.mode, "answer_path": answer.path,
+                                       "cache": answer.cache,
                                        "prompt_version": answer.prompt_version,
                                        "answer_status": answer.status,
                                        "tokens_completion": answer.usage.completion})  # fmt: skip

@@ -10,6 +10,7 @@ from deployments.api.auth import SearchCaller, admitted, collection_for
 from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, QUERY_ROUTE
 from deployments.api.schemas import SearchParams, SearchRequest, SearchResponse, to_hit
+from deployments.api.variants import route_for
 
 router = APIRouter(tags=["search"])
 
@@ -18,11 +19,12 @@ async def _search(
     req: SearchParams, service: ServiceDep, request_id: str, request: Request, caller: SearchCaller
 ) -> SearchResponse:
     collection = collection_for(request, caller, req.collection)
-    outcome = await service.search(req.query, req.k, collection=collection)
+    variant = route_for(request, caller).variant
+    outcome = await service.search(req.query, req.k, collection=collection, variant=variant)
     await admitted(request, caller)
     hits = [to_hit(h) for h in outcome.hits]
     return SearchResponse(results=hits, message="" if hits else "no results",
-                          request_id=request_id)  # fmt: skip
+                          request_id=request_id, variant=variant.label)  # fmt: skip
 
 
 @router.get("/search", response_model=SearchResponse, summary="Hybrid search",

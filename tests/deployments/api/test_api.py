@@ -213,7 +213,7 @@ def test_an_overloaded_generator_is_429_with_retry_after(index_dir: Path) -> Non
 def test_a_dead_part_is_503_with_a_reason(index_dir: Path) -> None:
     service, _ = make_service(index_dir, None)
 
-    async def down(query: str, k: int, route: str = "search") -> object:
+    async def down(query: str, k: int, *args: object) -> object:
         raise UnavailableError("the embedder replica is restarting")
 
     service.searcher.search = down  # type: ignore[method-assign]

@@ -1,0 +1,1 @@
+"""Variants: sticky weighted routing, canary verdicts and shadow comparisons (Ray-free)."""
