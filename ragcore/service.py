@@ -240,19 +240,16 @@ class RAGService:
                           plan.template.version, repr(plan.params),
                           plan.retrieval.model_dump_json(), plan.k)  # fmt: skip
 
-    async def _cached(self, scope: CacheScope, question: str) -> tuple[CacheHit | None, Any]:
-        """A cache hit, else None and the question's embedding (for the search)."""
+    async def _cached(
+        self, scope: CacheScope, question: str, searcher: Searcher
+    ) -> tuple[CacheHit | None, Any]:
+        """A cache hit, else None and the question's embedding (which the search reuses)."""
         assert self.cache is not None
         hit = await self.cache.exact(scope, question)
         if hit is not None or not self.cache.settings.semantic:
             return hit, None
-        vector = await self._searcher_for(scope).embed(question)
+        vector = await searcher.embed(question)
         return await self.cache.semantic(scope, question, vector), vector
-
-    def _searcher_for(self, scope: CacheScope) -> Searcher:
-        return next((s for (c, v), s in self.pinned.items()
-                     if c == scope.collection and v == scope.index_version),
-                    self.collections[scope.collection])  # fmt: skip
 
     def _from_cache(self, hit: CacheHit, plan: Plan, start: float) -> Answer:
         stored = hit.answer
@@ -274,7 +271,7 @@ class RAGService:
         scope = self._scope(plan, tenant)
         vector = None
         if scope is not None:
-            hit, vector = await self._cached(scope, question)
+            hit, vector = await self._cached(scope, question, plan.searcher)
             if hit is not None:
                 answer = self._from_cache(hit, plan, start)
                 yield AnswerToken(answer.text)
@@ -299,8 +296,7 @@ class RAGService:
             else:
                 yield AnswerToken(item)
         assert final is not None
-        answer = final
-        answer = _screened(answer, shield)
+        answer = _screened(final, shield)
         if scope is not None and answer.path == "generator" and answer.mode != "refused":
             # Stored before the answer is sent: the next request, on any replica, finds it.
             await self._store(scope, outcome, question, answer)

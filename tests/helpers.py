@@ -317,3 +317,16 @@ def add_key(state_dir: Path, tenant: str, **fields: Any) -> str:
     ledger.add_key(ApiKey(new_key_id(), hash_secret(secret), tenant, **fields))
     ledger.close()
     return secret
+
+
+def kill_engine_process() -> int:
+    """SIGKILL vLLM's engine core process (the generator's compute); returns its pid."""
+    import psutil
+
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        if "EngineCore" in (proc.info["name"] or "") or "EngineCore" in " ".join(
+            proc.info["cmdline"] or []
+        ):
+            proc.kill()
+            return int(proc.info["pid"])
+    raise AssertionError("no vLLM EngineCore process found")

@@ -20,8 +20,6 @@ from utils.logs import get_logger
 from utils.variant_settings import CacheSettings
 
 log = get_logger("cache")
-# Content-word overlap a semantic hit needs besides the similarity (the near-miss guard).
-MIN_CONTENT_OVERLAP = 0.34
 
 
 @dataclass(frozen=True)
@@ -103,12 +101,12 @@ class AnswerCache:
         matrix = np.vstack([np.frombuffer(base64.b64decode(r["v"]), dtype=np.float16)
                             for r in rows]).astype(np.float32)  # fmt: skip
         sims = matrix @ np.asarray(vector, dtype=np.float32)
-        mine = signature(question)
+        mine, overlap = signature(question), self.settings.min_content_overlap
         outcome = "miss"
         for i in np.argsort(-sims):
             if sims[i] < self.settings.similarity_threshold:
                 break
-            if near_miss(mine, signature(rows[i]["q"]), MIN_CONTENT_OVERLAP) is not None:
+            if near_miss(mine, signature(rows[i]["q"]), overlap) is not None:
                 outcome = "near_miss"
                 continue
             raw = await self._call("semantic", self.store.get(rows[i]["k"]))

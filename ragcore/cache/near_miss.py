@@ -23,6 +23,7 @@ OPPOSITES: tuple[tuple[str, str], ...] = (
     ("success", "fail"), ("sync", "async"), ("input", "output"), ("head", "worker"),
     ("train", "infer"), ("gpu", "cpu"), ("local", "remot"), ("batch", "stream"),
 )  # fmt: skip
+COURTESY = frozenset(("hi", "hello", "hey", "thank", "thanks", "thx", "pleas", "kindly"))
 STOPWORDS = frozenset(
     (
         "a",
@@ -131,15 +132,19 @@ def _tokens(text: str) -> list[str]:
 
 def _stem(word: str) -> str:
     word = word.lower()
+    for clitic in ("'s", "'re", "'m", "'ll", "'ve", "'d"):  # what's -> what
+        if word.endswith(clitic):
+            return word[: -len(clitic)]
     for suffix in ("ations", "ation", "ings", "ing", "ies", "ed", "es", "s", "ly"):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word
 
 
-def _negated(words: list[str]) -> bool:
-    """Whether the question negates (an odd/even count would be too clever: any negation)."""
-    return any(w.lower() in NEGATIONS or w.lower().endswith("n't") for w in words)
+def _negations(words: list[str]) -> int:
+    """How many negations the question holds ("not" added to a question that already has one
+    still changes what it asks)."""
+    return sum(w.lower() in NEGATIONS or w.lower().endswith("n't") for w in words)
 
 
 def _markers(words: list[str], first: str) -> frozenset[str]:
@@ -156,30 +161,28 @@ def _markers(words: list[str], first: str) -> frozenset[str]:
     return frozenset(marks)
 
 
-def _opposite_profile(stems: set[str]) -> tuple[tuple[bool, bool], ...]:
-    def has(prefix: str) -> bool:
-        return any(s == prefix or (len(prefix) >= 3 and s.startswith(prefix)) for s in stems)
+def _opposite_profile(stems: list[str]) -> tuple[tuple[int, int], ...]:
+    def count(prefix: str) -> int:
+        return sum(s == prefix or (len(prefix) >= 3 and s.startswith(prefix)) for s in stems)
 
-    return tuple((has(a), has(b)) for a, b in OPPOSITES)
+    return tuple((count(a), count(b)) for a, b in OPPOSITES)
 
 
-def _swapped(a: tuple[tuple[bool, bool], ...], b: tuple[tuple[bool, bool], ...]) -> bool:
-    """Whether one question has a word where the other has its opposite (a paraphrase that
-    merely drops or adds "up" is not a swap)."""
-    for (a_x, a_y), (b_x, b_y) in zip(a, b, strict=True):
-        if (a_x and not a_y and b_y and not b_x) or (a_y and not a_x and b_x and not b_y):
-            return True
-    return False
+def _swapped(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+    """Whether one question has a word where the other has its opposite: the pair's counts
+    differ but their sum does not (a paraphrase that merely drops or adds "up" changes the
+    sum, and is not a swap)."""
+    return any(pa != pb and sum(pa) == sum(pb) for pa, pb in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True)
 class QuestionSignature:
     """What the guard compares, computed once per question."""
 
-    negated: bool
+    negations: int
     markers: frozenset[str]
     words: frozenset[str]  # every word, lower case
-    opposites: tuple[tuple[bool, bool], ...]
+    opposites: tuple[tuple[int, int], ...]
     content: frozenset[str]
 
 
@@ -187,11 +190,14 @@ def signature(question: str) -> QuestionSignature:
     """The guard's view of a question (from its original casing)."""
     words = _tokens(question)
     first = words[0] if words else ""
-    stems = {_stem(w) for w in words}
-    content = frozenset(s for s in stems if s not in STOPWORDS and len(s) > 1)
+    stem_list = [_stem(w) for w in words]
+    stems = set(stem_list)
+    # Negations are compared on their own; greetings and thanks ask nothing.
+    content = frozenset(s for s in stems if s not in STOPWORDS and s not in NEGATIONS
+                        and s not in COURTESY and not s.endswith("n't") and len(s) > 1)  # fmt: skip
     lowered = frozenset(w.lower().rstrip(".?!,") for w in words)
-    return QuestionSignature(_negated(words), _markers(words, first), lowered,
-                             _opposite_profile(stems), content)  # fmt: skip
+    return QuestionSignature(_negations(words), _markers(words, first), lowered,
+                             _opposite_profile(stem_list), content)  # fmt: skip
 
 
 def overlap(a: QuestionSignature, b: QuestionSignature) -> float:
@@ -202,7 +208,7 @@ def overlap(a: QuestionSignature, b: QuestionSignature) -> float:
 
 def near_miss(a: QuestionSignature, b: QuestionSignature, min_overlap: float) -> str | None:
     """Why two close questions must not share an answer, or None when they may."""
-    if a.negated != b.negated:
+    if a.negations != b.negations:
         return "negation"
     # A name, identifier or number either question writes must appear in the other (in any
     # case: "ray serve" and "Ray Serve" are the same name).

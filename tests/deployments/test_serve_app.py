@@ -20,7 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import all_ready, free_port, sse_events, wait_for, write_corpus
+from tests.helpers import (
+    all_ready,
+    free_port,
+    kill_engine_process,
+    sse_events,
+    wait_for,
+    write_corpus,
+)
 from utils.settings import BuildSettings, ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
@@ -380,19 +387,6 @@ def _ask_status(url: str) -> str:
     return str(response.json()["status"])
 
 
-def _kill_engine_process() -> int:
-    """SIGKILL vLLM's engine core process (the generator's compute); returns its pid."""
-    import psutil
-
-    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-        if "EngineCore" in (proc.info["name"] or "") or "EngineCore" in " ".join(
-            proc.info["cmdline"] or []
-        ):
-            proc.kill()
-            return int(proc.info["pid"])
-    raise AssertionError("no vLLM EngineCore process found")
-
-
 def test_replica_loss_under_load_keeps_answering(live_app: LiveApp) -> None:
     """Closed-loop /search at concurrency 8 while an Ingress replica is killed, then the
     generator's engine process: >= 99.9% of requests succeed (retries count), every failed
@@ -412,7 +406,7 @@ def test_replica_loss_under_load_keeps_answering(live_app: LiveApp) -> None:
         ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
         wait_for(lambda: len((now := _alive_replicas("Ingress")) - before) == 1 and len(now) == 2,
                  300, "the controller to replace the Ingress replica", every=1.0)  # fmt: skip
-        _kill_engine_process()
+        kill_engine_process()
         # /ask degrades (200, sources only) while Serve replaces the engine, then answers again.
         wait_for(lambda: _ask_status(live_app.url) == "ok", 900, "the generator to come back",
                  every=3.0)  # fmt: skip
