@@ -189,8 +189,9 @@ def main() -> None:
                                args.seed, tokens_per_answer())}  # fmt: skip
     (RESULTS_DIR / "cache_quality.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("chosen", "per_kind", "replay")}, indent=2))
-    intro, *lines = render(result).split("\n\n")
-    write_section("Answer cache (issue 12)", intro.replace("\n", " "), ["", *lines])
+    intro, *rest = render(result).split("\n\n")
+    write_section("Answer cache (issue 12)", intro.replace("\n", " "),
+                  "\n\n".join(rest).split("\n"))
 
 
 def render(result: dict[str, Any]) -> str:
