@@ -190,8 +190,9 @@ def main() -> None:
     (RESULTS_DIR / "cache_quality.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("chosen", "per_kind", "replay")}, indent=2))
     intro, *rest = render(result).split("\n\n")
-    write_section("Answer cache (issue 12)", intro.replace("\n", " "),
-                  "\n\n".join(rest).split("\n"))
+    write_section(
+        "Answer cache (issue 12)", intro.replace("\n", " "), "\n\n".join(rest).split("\n")
+    )
 
 
 def render(result: dict[str, Any]) -> str:
