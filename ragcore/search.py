@@ -72,6 +72,11 @@ class SearchEngine:
     async def readiness(self) -> Readiness:
         return self.index.readiness()
 
+    def retrieval(self) -> RetrievalSettings:
+        """The fusion settings searches use now (the live index's, else the wanted ones)."""
+        live = self.index.live
+        return self.index.retrieval if live is None else live.settings
+
     def live_version(self) -> str | None:
         """The index version searches read now (None before one is loaded)."""
         live = self.index.live

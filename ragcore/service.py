@@ -39,7 +39,7 @@ from utils.errors import (
     UnavailableError,
 )
 from utils.logs import get_logger
-from utils.settings import ServiceSettings
+from utils.settings import RetrievalSettings, ServiceSettings
 from utils.variant_settings import DEFAULT_ENGINE, VariantSettings
 
 log = get_logger("service")
@@ -112,19 +112,22 @@ class RAGService:
             return Readiness(False, "the generator is warming up", details)
         return Readiness(index.ready, index.reason, details)
 
-    def _searcher(self, collection: str | None, variant: VariantSettings) -> tuple[str, Searcher]:
+    def _searcher(
+        self, collection: str | None, variant: VariantSettings
+    ) -> tuple[str, Searcher, RetrievalSettings]:
+        """The collection's name, the searcher `variant` reads it with, and the retrieval
+        settings it searches with: the variant's overrides over the live index's own (which
+        the Ingress's `user_config` may have changed)."""
         name = collection or self.settings.default_collection
         if name not in self.collections:
             raise RequestRejectedError(f"collection '{name}' is not served here; "
                                        f"served: {', '.join(self.collections)}")  # fmt: skip
         pin = variant.index_versions.get(name)
-        if pin is None:
-            return name, self.collections[name]
-        searcher = self.pinned.get((name, pin))
+        searcher = self.collections[name] if pin is None else self.pinned.get((name, pin))
         if searcher is None:
             raise IndexNotReadyError(f"variant {variant.name} pins index version {pin} of "
                                      f"collection {name}, which is not loaded")  # fmt: skip
-        return name, searcher
+        return name, searcher, self.settings.variant_retrieval(variant, searcher.retrieval())
 
     def plan(
         self,
@@ -133,12 +136,11 @@ class RAGService:
         top_k: int | None,
         collection: str | None,
     ) -> Plan:
-        """How a request is served by `variant` (None: the baseline)."""
+        """How an answer is made by `variant` (None: the baseline)."""
         variant = variant or self.experiments.baseline()
         template = self.policy.template(options.prompt_version or variant.prompt_version)
         params = self.policy.decoding(template, options, variant.decoding)
-        retrieval = self.settings.variant_retrieval(variant)
-        name, searcher = self._searcher(collection, variant)
+        name, searcher, retrieval = self._searcher(collection, variant)
         return Plan(variant, template, params, retrieval, top_k or retrieval.top_k, name,
                     searcher)  # fmt: skip
 
@@ -153,9 +155,8 @@ class RAGService:
         """Top-k hits of a collection (None: the default) as `variant` retrieves them;
         IndexNotReadyError (503) when no usable index is loaded, RequestRejectedError (422)
         for a collection not served."""
-        plan = self.plan(variant, AskOptions(), k, collection)
-        retrieval = None if plan.retrieval is self.settings.retrieval else plan.retrieval
-        return await plan.searcher.search(query, plan.k, route, None, retrieval)
+        _, searcher, retrieval = self._searcher(collection, variant or self.experiments.baseline())
+        return await searcher.search(query, k or retrieval.top_k, route, None, retrieval)
 
     async def ask(
         self,
@@ -277,8 +278,7 @@ class RAGService:
                 yield AnswerToken(answer.text)
                 yield AnswerDone(answer)
                 return
-        retrieval = None if plan.retrieval is self.settings.retrieval else plan.retrieval
-        outcome = await plan.searcher.search(question, plan.k, route, vector, retrieval)
+        outcome = await plan.searcher.search(question, plan.k, route, vector, plan.retrieval)
         hits = outcome.hits
         early = self._without_generation(question, hits)
         if early is not None:

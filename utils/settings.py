@@ -421,12 +421,15 @@ class ServiceSettings(BaseModel):
         """The settings of engine `name` (`default` is `generator`)."""
         return self.generator if name == DEFAULT_ENGINE else self.engines[name]
 
-    def variant_retrieval(self, variant: VariantSettings) -> RetrievalSettings:
-        """The retrieval settings a variant searches with."""
+    def variant_retrieval(
+        self, variant: VariantSettings, base: RetrievalSettings | None = None
+    ) -> RetrievalSettings:
+        """The retrieval settings a variant searches with: its overrides over `base` (the
+        live index's settings; default: these settings' own)."""
+        base = base or self.retrieval
         if not variant.retrieval:
-            return self.retrieval
-        return RetrievalSettings.model_validate({**self.retrieval.model_dump(),
-                                                 **variant.retrieval})  # fmt: skip
+            return base
+        return RetrievalSettings.model_validate({**base.model_dump(), **variant.retrieval})
 
     def collection_names(self) -> list[str]:
         """Every served collection, the default first."""

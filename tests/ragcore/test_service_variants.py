@@ -109,3 +109,20 @@ def test_a_faulty_canary_is_rolled_back(tmp_path: Path) -> None:
     asyncio.run(run())
     assert service.experiments.router.rolled_back == {"bad@1": "error_rate"}
     assert service.engines.states()["default"] == "closed"  # the drill has its own breaker
+
+
+def test_a_hot_retrieval_change_is_a_new_cache_scope(tmp_path: Path) -> None:
+    publish_tiny_index(tmp_path)
+    service, manager = make_service(tmp_path, ScriptedGenerator("Batch with serve.batch [1]."),
+                                    cache=True)  # fmt: skip
+
+    async def run() -> list[object]:
+        await service.ask(QUESTION, 2)
+        hit = await service.ask(QUESTION, 2)
+        manager.reconfigure({"rrf_k": 30})  # what the Ingress's user_config does
+        assert manager.refresh()
+        return [hit, await service.ask(QUESTION, 2)]
+
+    hit, after = asyncio.run(run())
+    assert hit.cache == "exact"  # type: ignore[attr-defined]
+    assert after.cache == "" and after.path == "generator"  # type: ignore[attr-defined]
