@@ -51,10 +51,11 @@ class FaultyGenerator:
 
 @dataclass(frozen=True)
 class EngineChoice:
-    """One engine to try: its name (the breaker's), the generator and whether it is the
-    variant's own engine or a fallback."""
+    """One engine to try: its name (the breaker's), the configured engine whose settings
+    apply, the generator and whether it is the variant's own engine or a fallback."""
 
     name: str
+    engine: str
     generator: Generator
     breaker: CircuitBreaker
     fallback: bool
@@ -105,10 +106,10 @@ class EnginePool:
         out: list[EngineChoice] = []
         own = self._own(variant)
         if own is not None:
-            out.append(EngineChoice(own[0], own[1], self._breaker(own[0]), False))
+            out.append(EngineChoice(own[0], variant.engine, own[1], self._breaker(own[0]), False))
         for name, generator in self.engines.items():
             if name != variant.engine:
-                out.append(EngineChoice(name, generator, self._breaker(name), True))
+                out.append(EngineChoice(name, name, generator, self._breaker(name), True))
         return out
 
     def states(self) -> dict[str, BreakerState]:

@@ -135,7 +135,7 @@ class EngineRunner:
     ) -> AsyncIterator[str]:
         """Stream one engine's answer; its failure is recorded in `run` and its breaker."""
         stream = choice.generator.stream(messages, plan.params)
-        deadline = time.monotonic() + self.settings.engine_settings(plan.variant.engine).timeout_s
+        deadline = time.monotonic() + self.settings.engine_settings(choice.engine).timeout_s
         try:
             while guard.stop_reason is None:
                 try:
@@ -169,9 +169,16 @@ class EngineRunner:
             await aclose(stream)
 
     def all_failed(
-        self, question: str, hits: list[Hit], plan: Plan, start: float, why: str = ""
+        self,
+        question: str,
+        hits: list[Hit],
+        plan: Plan,
+        start: float,
+        why: str = "",
+        usage: Usage | None = None,
     ) -> Answer:
-        """Every engine failed or has its circuit open: quote the sources."""
+        """Every engine failed or has its circuit open: quote the sources (`usage`: what the
+        failed generation cost)."""
         if not why:
             opened = self.engines.states().get(plan.variant.engine) == "open"
             why = "the generator's circuit is open" if opened else "the generator is unavailable"
@@ -179,8 +186,8 @@ class EngineRunner:
         finished = self.policy.extractive(question, hits, None, "error",
                                           f"{why}; quoting the retrieved sources instead",
                                           "generator_error")  # fmt: skip
-        return self.answer(finished, hits, Usage(), start, plan, "fallback_extractive", "",
-                            "degraded")  # fmt: skip
+        return self.answer(finished, hits, usage or Usage(), start, plan, "fallback_extractive",
+                           "", "degraded")  # fmt: skip
 
     def answer(
         self,
@@ -239,7 +246,7 @@ class EngineRunner:
             if not run.fallback:
                 self.warmth.state = "ready"
         if run.failure and not guard.text.strip():
-            return self.all_failed(question, hits, plan, start, run.failure)
+            return self.all_failed(question, hits, plan, start, run.failure, run.usage)
         stop = "length" if run.failure else run.stop_reason
         finished = self.policy.finish(question, guard.text, hits, stop, run.template)
         if run.failure:

@@ -136,6 +136,7 @@ def make_service(
     overrides.setdefault("generator", {"warmup_timeout_s": 0})
     # Hashed vectors have no meaningful cosine: refusal is tested on its own (it sets this).
     overrides.setdefault("answers", {"min_relevance": -1.0})
+    overrides.setdefault("engines", {name: {} for name in engines or {}})  # as configured
     settings = ServiceSettings(index_dir=index_dir, **overrides)
     manager = IndexManager(settings)
     manager.refresh()
