@@ -11,34 +11,8 @@ from typing import Any
 from ragcore.cache.redis_cache import RedisCacheStore
 from ragcore.cache.store import CacheStore, MemoryCache
 from utils.settings import ServiceSettings
-from utils.variant_settings import CacheSettings
 
 NAMESPACE = "rag"
-
-
-class CacheActor:
-    """The embedded store: a `MemoryCache` in one actor (calls run one at a time)."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.cache = MemoryCache(CacheSettings.model_validate(settings))
-
-    def get(self, key: str) -> bytes | None:
-        return self.cache.get(key)
-
-    def put(self, key: str, value: bytes, scope: str, entry: bytes) -> None:
-        self.cache.put(key, value, scope, entry)
-
-    def candidates(self, scope: str) -> list[bytes]:
-        return self.cache.candidates(scope)
-
-    def rollbacks(self) -> dict[str, str]:
-        return self.cache.rollbacks()
-
-    def set_rollback(self, label: str, reason: str) -> None:
-        self.cache.set_rollback(label, reason)
-
-    def clear_rollback(self, label: str) -> None:
-        self.cache.clear_rollback(label)
 
 
 class ActorCacheStore:
@@ -82,10 +56,11 @@ def build_cache_store(config: ServiceSettings) -> CacheStore:
         return RedisCacheStore(config.auth.redis_url, config.cache)
     import ray
 
-    cls = ray.remote(CacheActor)
+    # The actor is the in-process MemoryCache itself: its calls run one at a time.
+    cls = ray.remote(MemoryCache)
     actor = cls.options(
         name=actor_name(config.auth.state_dir), namespace=NAMESPACE, get_if_exists=True,
         lifetime="detached", num_cpus=0, max_restarts=-1,
         resources={"node:__internal_head__": 0.001},
-    ).remote(config.cache.model_dump(mode="json"))  # fmt: skip
+    ).remote(config.cache)  # fmt: skip
     return ActorCacheStore(actor)

@@ -14,7 +14,7 @@ from ragcore.answering import AnswerPolicy, FinishedAnswer
 from ragcore.engines import EngineChoice, EnginePool
 from ragcore.generation_run import GenerationRun, aclose
 from ragcore.guards.pipeline import GuardSession
-from ragcore.metrics import MetricsSink
+from ragcore.metrics import MetricsSink, elapsed_ms
 from ragcore.prompts import PromptTemplate
 from ragcore.protocols import (
     Answer,
@@ -33,10 +33,6 @@ from utils.settings import RetrievalSettings, ServiceSettings
 from utils.variant_settings import VariantSettings
 
 log = get_logger("service")
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 @dataclass(frozen=True)
@@ -208,7 +204,7 @@ class EngineRunner:
         self.metrics.answer(finished.mode, version, finished.reason, variant)
         if validation is not None:
             self.metrics.groundedness(validation.groundedness, version, variant)
-        return Answer(finished.text, hits, usage, _ms(start), status, finished.message,
+        return Answer(finished.text, hits, usage, elapsed_ms(start), status, finished.message,
                       finished.mode, finished.citations, validation, version,
                       finished.stop_reason, plan.variant.label, path, engine)  # fmt: skip
 
@@ -236,12 +232,12 @@ class EngineRunner:
         route: str, plan: Plan,
     ) -> Answer:  # fmt: skip
         """The checked answer of a finished (or failed, or cut) generation."""
-        self.metrics.stage("generate", route, _ms(start))
+        self.metrics.stage("generate", route, elapsed_ms(start))
         variant = plan.variant.name
         if run.first_token_at is not None:
             self.metrics.tokens(run.usage.prompt, run.usage.completion, run.version, variant)
             if run.usage.completion > 1:  # time per output token after the first one
-                per_token = _ms(run.first_token_at) / (run.usage.completion - 1)
+                per_token = elapsed_ms(run.first_token_at) / (run.usage.completion - 1)
                 self.metrics.per_output_token(per_token, run.version, variant)
             if not run.fallback:
                 self.warmth.state = "ready"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 LATENCY_BOUNDARIES_MS: list[float] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
                                       10000, 30000, 60000]  # fmt: skip
 BATCH_BOUNDARIES: list[float] = [1, 2, 4, 8, 16, 32, 64, 128]
 STAGES = ("embed", "retrieve", "generate", "end_to_end")
+
+
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since `start`, a time.perf_counter() reading."""
+    return (time.perf_counter() - start) * 1000.0
 
 
 class MetricsSink(Protocol):

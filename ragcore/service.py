@@ -15,7 +15,7 @@ from ragcore.cache.keys import CacheScope
 from ragcore.engines import EnginePool
 from ragcore.generation import EngineRunner, Plan
 from ragcore.guards.pipeline import GuardPipeline, GuardSession
-from ragcore.metrics import MetricsSink, NullMetrics
+from ragcore.metrics import MetricsSink, NullMetrics, elapsed_ms
 from ragcore.protocols import (
     Answer,
     AnswerDone,
@@ -46,10 +46,6 @@ log = get_logger("service")
 # Errors that count against a variant (a canary is judged on them); a client's mistakes,
 # refusals and limits do not.
 SERVER_FAILURES = (UnavailableError, IndexNotReadyError, TimeoutError, OverloadedError)
-
-
-def _ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 class RAGService:
@@ -228,7 +224,7 @@ class RAGService:
                     self.experiments.record(plan.variant, failed, answer.latency_ms, invalid)
                 yield event
         except SERVER_FAILURES:
-            self.experiments.record(plan.variant, True, _ms(start), False)
+            self.experiments.record(plan.variant, True, elapsed_ms(start), False)
             raise
 
     def _scope(self, plan: Plan, tenant: str | None) -> CacheScope | None:
@@ -254,7 +250,7 @@ class RAGService:
 
     def _from_cache(self, hit: CacheHit, plan: Plan, start: float) -> Answer:
         stored = hit.answer
-        return replace(stored, latency_ms=_ms(start), cache=hit.tier, path="cache",
+        return replace(stored, latency_ms=elapsed_ms(start), cache=hit.tier, path="cache",
                        usage=Usage(), tokens_saved=stored.usage.total,
                        variant=plan.variant.label)  # fmt: skip
 

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from ragcore.answering import AnswerPolicy
+from ragcore.metrics import elapsed_ms
 from ragcore.protocols import DecodingParams, Generator, Hit
 from utils.logs import get_logger
 from utils.settings import GeneratorSettings
@@ -44,8 +45,7 @@ class GeneratorWarmth:
                     self.generator.generate(messages, DecodingParams(max_tokens=8)), gen.timeout_s
                 )
                 self.state = "ready"
-                log.info("generator warm", extra={
-                    "warmup_ms": round((time.perf_counter() - start) * 1000, 1)})  # fmt: skip
+                log.info("generator warm", extra={"warmup_ms": round(elapsed_ms(start), 1)})
                 return
             except Exception as exc:
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"

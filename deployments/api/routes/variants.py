@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Path, Request
 from starlette.exceptions import HTTPException
 
 from deployments.api.auth import AdminCaller, admitted
 from deployments.api.dependencies import ServiceDep
 from deployments.api.responses import AUTH, INTERNAL, INVALID, OVERLOADED, UNAVAILABLE, responses
-from deployments.api.schemas import ErrorResponse, VariantsResponse
+from deployments.api.schemas import ErrorResponse, VariantsResponse, VariantState
+from ragcore.service import RAGService
 from utils.auth_settings import NAME_RE
 
 router = APIRouter(prefix="/admin", tags=["variants"])
 NOT_FOUND = {404: {"model": ErrorResponse, "description": "No such variant."}}
 
 
-def _state(service: Any) -> VariantsResponse:
-    return VariantsResponse(variants=service.experiments.state(),
+def _state(service: RAGService) -> VariantsResponse:
+    return VariantsResponse(variants=[VariantState(**v) for v in service.experiments.state()],
                             breakers=service.engines.states(),
                             baseline=service.experiments.baseline().name)  # fmt: skip
 
