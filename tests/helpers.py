@@ -8,8 +8,10 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from ragcore.protocols import DecodingParams, Generation, GenerationDelta, Readi
 from ragcore.search import SearchEngine
 from ragcore.service import RAGService
 from ragcore.variants.experiments import Experiments
+from utils.paths import PROJECT_ROOT
 from utils.settings import BuildSettings, ChunkingSettings, ServiceSettings
 
 DIM = 32
@@ -165,6 +168,47 @@ def write_corpus(root: Path, pages: int, sections: int = 6) -> Path:
             lines.append(f"Page {p} section {s} explains {topic} in Ray Serve. " * 3)
         (root / f"guide_{p:03d}.md").write_text("\n\n".join(lines))
     return root
+
+
+def build_collections(work: Path, names: tuple[str, ...], pages: int) -> None:
+    """For each name, a corpus at work/NAME-pages (`pages` generated pages plus the guide/
+    pages, so questions about the service are answerable) and its index at work/NAME, built
+    by the real build job."""
+    from pipelines.build import run_build
+
+    for name in names:
+        corpus = write_corpus(work / f"{name}-pages", pages=pages)
+        for page in (PROJECT_ROOT / "guide").glob("*.md"):
+            (corpus / page.name).write_text(page.read_text())
+        run_build(BuildSettings(sources=[str(corpus)], index_dir=work / name))
+
+
+@contextmanager
+def background_load(
+    send: Callable[[httpx.Client, str], httpx.Response], workers: int = 4
+) -> Iterator[list[httpx.Response]]:
+    """`workers` threads each send `send(client, caller)` in a closed loop for the `with`
+    block (`caller` is unique per request, e.g. for X-User-ID); yields the responses as they
+    arrive. Every thread has stopped when the block ends."""
+    responses: list[httpx.Response] = []
+    stop = threading.Event()
+
+    def loop(worker: int) -> None:
+        with httpx.Client(timeout=60) as client:
+            sent = 0
+            while not stop.is_set():
+                responses.append(send(client, f"w{worker}-{sent}"))
+                sent += 1
+
+    threads = [threading.Thread(target=loop, args=(w,)) for w in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield responses
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
 
 
 def free_port() -> int:

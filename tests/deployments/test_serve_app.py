@@ -22,6 +22,7 @@ import pytest
 
 from tests.helpers import (
     all_ready,
+    background_load,
     free_port,
     kill_engine_process,
     sse_events,
@@ -237,31 +238,20 @@ def test_hot_index_swap_under_concurrent_queries(live_app: LiveApp) -> None:
     from pipelines.build import run_build
 
     old = httpx.get(f"{live_app.url}/readyz", timeout=10).json()["index_version"]
-    statuses: list[int] = []
-    stop = threading.Event()
 
-    def hammer() -> None:
-        with httpx.Client(timeout=60) as client:
-            while not stop.is_set():
-                r = client.get(f"{live_app.url}/search", params={"query": "tracing", "k": 3})
-                statuses.append(r.status_code)
+    def send(client: httpx.Client, caller: str) -> httpx.Response:
+        return client.get(f"{live_app.url}/search", params={"query": "tracing", "k": 3})
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
+    with background_load(send) as responses:
         (live_app.corpus / "guide_new.md").write_text(
             "# Flamingos\n\nFlamingos migrate to the salt lakes of the Altiplano in Bolivia."
         )
         run_build(BuildSettings(sources=[str(live_app.corpus)], index_dir=live_app.index_dir))
         wait_for(lambda: httpx.get(f"{live_app.url}/readyz", timeout=10).json()
                  .get("index_version") != old, 120, "the new version")  # fmt: skip
-        count = len(statuses)
-        wait_for(lambda: len(statuses) > count + 20, 120, "queries on the new version")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        count = len(responses)
+        wait_for(lambda: len(responses) > count + 20, 120, "queries on the new version")
+    statuses = [r.status_code for r in responses]
     assert len(statuses) > 40 and set(statuses) == {200}
     hits = httpx.get(f"{live_app.url}/search", params={"query": "where do flamingos migrate"},
                      timeout=30).json()["results"]  # fmt: skip

@@ -19,8 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import RedisServer, all_ready, free_port, wait_for, write_corpus
-from utils.settings import BuildSettings
+from tests.helpers import RedisServer, all_ready, build_collections, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,16 +46,11 @@ def tenants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Itera
     from ray import serve
 
     from deployments.app import build_app
-    from pipelines.build import run_build
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (make setup installs it)")
     work = tmp_path_factory.mktemp("tenants")
-    for name in ("docs", "extra"):
-        corpus = write_corpus(work / f"{name}-pages", pages=4)
-        for page in (ROOT / "guide").glob("*.md"):
-            (corpus / page.name).write_text(page.read_text())
-        run_build(BuildSettings(sources=[str(corpus)], index_dir=work / name))
+    build_collections(work, ("docs", "extra"), pages=4)
     redis = RedisServer(work / "redis", appendonly=True).start()
     embedded = {"state_dir": str(work / "state"), "key_cache_s": KEY_CACHE_S}
     on_redis = {"store": "redis", "redis_url": redis.url, "key_cache_s": KEY_CACHE_S,

@@ -4,7 +4,6 @@ real embedder and FAISS, vLLM on SmolLM2, keys from the real manage_keys.py CLI.
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +16,17 @@ import yaml
 
 from deployments.launch import create_key, deploy
 from ragcore.variants.routing import sticky_point
-from tests.helpers import all_ready, free_port, kill_engine_process, wait_for, write_corpus
+from tests.helpers import (
+    all_ready,
+    background_load,
+    build_collections,
+    free_port,
+    kill_engine_process,
+    wait_for,
+)
 from utils.settings import BuildSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
-ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What happens to /ask when the generator fails?"
 VARIANTS: dict[str, Any] = {
     "items": [
@@ -61,14 +66,8 @@ def _app_config(work: Path, port: int, user_config: dict[str, Any]) -> dict[str,
 def variants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iterator[Variants]:
     from ray import serve
 
-    from pipelines.build import run_build
-
     work = tmp_path_factory.mktemp("variants")
-    for name in ("docs", "extra"):
-        corpus = write_corpus(work / f"{name}-pages", pages=3)
-        for page in (ROOT / "guide").glob("*.md"):
-            (corpus / page.name).write_text(page.read_text())
-        run_build(BuildSettings(sources=[str(corpus)], index_dir=work / name))
+    build_collections(work, ("docs", "extra"), pages=3)
     port = free_port()
     config = _app_config(work, port, {})
     (work / "serve.yaml").write_text(yaml.safe_dump(config))
@@ -196,40 +195,28 @@ def test_an_index_swap_invalidates_the_cache(variants: Variants) -> None:
 
 
 def test_new_weights_apply_under_load_without_a_dropped_request(variants: Variants) -> None:
-    statuses: list[int] = []
-    seen: list[str] = []
-    stop = threading.Event()
+    def send(client: httpx.Client, caller: str) -> httpx.Response:
+        return client.get(f"{variants.url}/search", params={"query": "replicas"},
+                          headers={**variants.acme, "X-User-ID": caller})  # fmt: skip
 
-    def hammer(worker: int) -> None:
-        with httpx.Client(timeout=60) as client:
-            i = 0
-            while not stop.is_set():
-                user = {"X-User-ID": f"w{worker}-{i}"}
-                r = client.get(f"{variants.url}/search", params={"query": "replicas"},
-                               headers={**variants.acme, **user})  # fmt: skip
-                statuses.append(r.status_code)
-                seen.append(r.headers.get("x-variant", ""))
-                i += 1
-
-    threads = [threading.Thread(target=hammer, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: len(statuses) > 50, 60, "load before the change")
+    with background_load(send) as responses:
+        wait_for(lambda: len(responses) > 50, 60, "load before the change")
         items = [{"name": "main", "weight": 50}, {"name": "gamma", "weight": 50}]
         config = _app_config(variants.work, int(variants.url.rsplit(":", 1)[1]),
                              {"variants": {"items": items}})  # fmt: skip
         deploy(config)
-        wait_for(lambda: "gamma@1" in seen[-50:] and len(statuses) > 200, 120, "the new split")
-        count = len(statuses)
-        wait_for(lambda: len(statuses) > count + 200, 120, "load on the new split")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
+        wait_for(lambda: len(responses) > 200 and "gamma@1" in _variants(responses[-50:]), 120,
+                 "the new split")  # fmt: skip
+        count = len(responses)
+        wait_for(lambda: len(responses) > count + 200, 120, "load on the new split")
+    statuses = [r.status_code for r in responses]
     assert set(statuses) == {200}, Counter(statuses)
-    last = Counter(seen[-200:])
+    last = Counter(_variants(responses[-200:]))
     assert set(last) == {"main@1", "gamma@1"} and 60 <= last["gamma@1"] <= 140, last
+
+
+def _variants(responses: list[httpx.Response]) -> list[str]:
+    return [r.headers.get("x-variant", "") for r in responses]
 
 
 def test_a_killed_generator_falls_back_to_the_sources(variants: Variants) -> None:
