@@ -141,12 +141,13 @@ def serve_index_process(
     env: dict[str, str] | None = None,
     ready_timeout_s: float = 900.0,
     stop_timeout_s: float = 180.0,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
-    """Run `serve_index.py` in a subprocess for the `with` block; yields its URL once /readyz
-    is 200. Stopped with SIGTERM (a process started in the background ignores SIGINT), killed
-    if it has not exited after `stop_timeout_s`."""
+    """Run `serve_index.py` (with `extra_args`, e.g. --config FILE) in a subprocess for the
+    `with` block; yields its URL once /readyz is 200. Stopped with SIGTERM (a process started
+    in the background ignores SIGINT), killed if it has not exited after `stop_timeout_s`."""
     command = [sys.executable, "serve_index.py", "--index-dir", str(index_dir),
-               "--port", str(port)]  # fmt: skip
+               "--port", str(port), *extra_args]  # fmt: skip
     server = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})})
     try:
         url = f"http://127.0.0.1:{port}"
