@@ -16,12 +16,14 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.api import create_app
 from deployments.embedder import RemoteQueryEmbedder
+from deployments.feedback_store import actor_ledger
 from deployments.generator import ServeLLMGenerator
 from deployments.metrics import ServeMetrics
 from deployments.state_store import build_cache_store
 from deployments.tenant_store import build_tenant_store
 from ragcore.cache.answer_cache import AnswerCache
 from ragcore.embedding import LocalQueryEmbedder
+from ragcore.feedback.desk import FeedbackDesk
 from ragcore.guards.injection import InjectionDetector
 from ragcore.guards.pii import PiiRedactor
 from ragcore.guards.pipeline import GuardPipeline
@@ -99,9 +101,12 @@ class Ingress:
         cache = AnswerCache(store, config.cache, self.metrics) if config.cache.enabled else None
         experiments = Experiments(config.variants, store, self.metrics)
         default = searchers.pop(config.default_collection)
+        feedback = None
+        if config.feedback.enabled:
+            feedback = FeedbackDesk(actor_ledger(config), config.feedback, self.metrics)
         self.service = RAGService(default, llm, config, self.metrics, collections=searchers,
                                   count_tokens=count, guards=guards, engines=more, cache=cache,
-                                  experiments=experiments)  # fmt: skip
+                                  experiments=experiments, feedback=feedback)  # fmt: skip
         self.gate = None
         if config.auth.enabled:
             tenants = build_tenant_store(config.auth)
@@ -112,6 +117,7 @@ class Ingress:
         self._warmup = loop.create_task(self.service.warm_up())
         self._flusher = loop.create_task(self.gate.run_flusher()) if self.gate else None
         self._rollbacks = loop.create_task(self._sync_rollbacks())
+        self._answers = loop.create_task(feedback.run()) if feedback is not None else None
 
     def _searcher(self, manager: IndexManager) -> SearchEngine:
         """A searcher over `manager`'s index, loaded before the replica takes traffic: a
@@ -158,6 +164,7 @@ class Ingress:
             checked = ServiceSettings.model_validate(update).variants
             self._pin_variants(checked)
             self.service.experiments.update(checked)
+            self.service.shadows.update(checked)
         self.index.reconfigure({k: v for k, v in user_config.items() if k != "variants"})
 
     async def check_health(self) -> None:
@@ -169,8 +176,12 @@ class Ingress:
             raise RuntimeError("usage flusher stopped")
         if self._rollbacks.done():
             raise RuntimeError("rollback sync stopped")
+        if self._answers is not None and self._answers.done():
+            raise RuntimeError("answer record writer stopped")
 
     async def __del__(self) -> None:
-        """Serve calls this on shutdown: write the usage records still buffered."""
+        """Serve calls this on shutdown: write the usage and answer records still buffered."""
         if self.gate is not None:
             await self.gate.flush()
+        if self.service.feedback is not None:
+            await self.service.feedback.log.flush()

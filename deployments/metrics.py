@@ -125,6 +125,38 @@ class ServeMetrics:
             "path that answered (generator, fallback_generator, fallback_extractive, cache, "
             "none).", tag_keys=("variant", "route", "status", "path"),  # type: ignore[arg-type]
         )  # fmt: skip
+        self._feedback_and_shadow(metrics)
+
+    def _feedback_and_shadow(self, metrics: Any) -> None:
+        self._feedback = metrics.Counter(
+            "rag_feedback", description="User ratings (up, down) by variant.",
+            tag_keys=("variant", "rating"),
+        )  # fmt: skip
+        self._review_queued = metrics.Counter(
+            "rag_review_queued", description="Answers queued for human review, by reason "
+            "(validation_failed, refused, thumbs_down).", tag_keys=("reason",),
+        )  # fmt: skip
+        self._review_pending = metrics.Gauge(
+            "rag_review_pending", description="Answers awaiting review (at the last write).",
+        )  # fmt: skip
+        self._shadow = metrics.Counter(
+            "rag_shadow_requests", description="Shadow copies by variant and outcome "
+            "(compared, failed, dropped: over shadow_max_in_flight).",
+            tag_keys=("variant", "outcome"),
+        )  # fmt: skip
+        unit = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]
+        self._shadow_overlap = metrics.Histogram(
+            "rag_shadow_retrieval_overlap", description="Share of the live top-k sources the "
+            "shadow also retrieved.", boundaries=unit, tag_keys=("variant",),
+        )  # fmt: skip
+        self._shadow_similarity = metrics.Histogram(
+            "rag_shadow_answer_similarity", description="Cosine of the live and shadow answers' "
+            "embeddings.", boundaries=unit, tag_keys=("variant",),
+        )  # fmt: skip
+        self._shadow_latency = metrics.Histogram(
+            "rag_shadow_latency_ms", description="Latency of a shadowed request, live and "
+            "shadow side.", boundaries=LATENCY_BOUNDARIES_MS, tag_keys=("variant", "side"),
+        )  # fmt: skip
 
     def stage(self, stage: str, route: str, ms: float) -> None:
         self._stage.observe(ms, tags={"stage": stage, "route": route})
@@ -209,3 +241,26 @@ class ServeMetrics:
     def variant_request(self, variant: str, route: str, status: int, path: str) -> None:
         self._variant_requests.inc(1, tags={"variant": variant, "route": route,
                                             "status": str(status), "path": path})  # fmt: skip
+
+    def feedback(self, variant: str, rating: str) -> None:
+        self._feedback.inc(1, tags={"variant": variant, "rating": rating})
+
+    def review_queued(self, reason: str) -> None:
+        self._review_queued.inc(1, tags={"reason": reason})
+
+    def review_pending(self, count: int) -> None:
+        self._review_pending.set(count)
+
+    def shadow(self, variant: str, outcome: str) -> None:
+        self._shadow.inc(1, tags={"variant": variant, "outcome": outcome})
+
+    def shadow_comparison(
+        self, variant: str, overlap: float, similarity: float | None, live_ms: float,
+        shadow_ms: float,
+    ) -> None:  # fmt: skip
+        tags = {"variant": variant}
+        self._shadow_overlap.observe(overlap, tags=tags)
+        if similarity is not None:
+            self._shadow_similarity.observe(similarity, tags=tags)
+        self._shadow_latency.observe(live_ms, tags=tags | {"side": "live"})
+        self._shadow_latency.observe(shadow_ms, tags=tags | {"side": "shadow"})

@@ -69,6 +69,19 @@ class MetricsSink(Protocol):
 
     def variant_request(self, variant: str, route: str, status: int, path: str) -> None: ...
 
+    def feedback(self, variant: str, rating: str) -> None: ...
+
+    def review_queued(self, reason: str) -> None: ...
+
+    def review_pending(self, count: int) -> None: ...
+
+    def shadow(self, variant: str, outcome: str) -> None: ...
+
+    def shadow_comparison(
+        self, variant: str, overlap: float, similarity: float | None, live_ms: float,
+        shadow_ms: float,
+    ) -> None: ...  # fmt: skip
+
 
 class NullMetrics:
     """Drops everything."""
@@ -143,6 +156,24 @@ class NullMetrics:
         pass
 
     def variant_request(self, variant: str, route: str, status: int, path: str) -> None:
+        pass
+
+    def feedback(self, variant: str, rating: str) -> None:
+        pass
+
+    def review_queued(self, reason: str) -> None:
+        pass
+
+    def review_pending(self, count: int) -> None:
+        pass
+
+    def shadow(self, variant: str, outcome: str) -> None:
+        pass
+
+    def shadow_comparison(
+        self, variant: str, overlap: float, similarity: float | None, live_ms: float,
+        shadow_ms: float,
+    ) -> None:  # fmt: skip
         pass
 
 

@@ -6,13 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
 from typing import Any
 
-from ragcore.answering import AnswerPolicy, AskOptions, FinishedAnswer
-from ragcore.cache.answer_cache import AnswerCache, CacheHit
-from ragcore.cache.keys import CacheScope
+from ragcore.answer_pipeline import AnswerPipeline, Generated
+from ragcore.answering import AnswerPolicy, AskOptions
+from ragcore.cache.answer_cache import AnswerCache
+from ragcore.cache.plan_cache import PlanCache
 from ragcore.engines import EnginePool
+from ragcore.feedback.desk import FeedbackDesk
+from ragcore.feedback.records import Feedback, FeedbackOutcome, answer_record, refusal_record
 from ragcore.generation import EngineRunner, Plan
 from ragcore.guards.pipeline import GuardPipeline, GuardSession
 from ragcore.metrics import MetricsSink, NullMetrics, elapsed_ms
@@ -22,30 +27,43 @@ from ragcore.protocols import (
     AnswerEvent,
     AnswerToken,
     Generator,
-    Hit,
     Readiness,
     Searcher,
     SearchOutcome,
     TokenBudget,
-    Usage,
 )
 from ragcore.token_count import byte_bound
 from ragcore.variants.experiments import Experiments
+from ragcore.variants.shadow import LiveResult, ShadowTraffic
 from ragcore.warmup import GeneratorWarmth
 from utils.errors import (
+    GuardRefusalError,
     IndexNotReadyError,
+    NotFoundError,
     OverloadedError,
-    RequestRejectedError,
     UnavailableError,
 )
-from utils.logs import get_logger
-from utils.settings import RetrievalSettings, ServiceSettings
+from utils.logs import get_logger, request_id_var
+from utils.settings import ServiceSettings
 from utils.variant_settings import DEFAULT_ENGINE, VariantSettings
 
 log = get_logger("service")
 # Errors that count against a variant (a canary is judged on them); a client's mistakes,
 # refusals and limits do not.
 SERVER_FAILURES = (UnavailableError, IndexNotReadyError, TimeoutError, OverloadedError)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One /ask request as the service handles it."""
+
+    question: str  # as asked; what is stored or logged is the screened one
+    plan: Plan
+    options: AskOptions
+    top_k: int | None
+    tenant: str | None
+    route: str
+    request_id: str
 
 
 class RAGService:
@@ -64,11 +82,12 @@ class RAGService:
         engines: Mapping[str, Generator] | None = None,
         cache: AnswerCache | None = None,
         experiments: Experiments | None = None,
+        feedback: FeedbackDesk | None = None,
+        shadows: ShadowTraffic | None = None,
     ) -> None:
         self.searcher = searcher
         # Every served collection by name; `searcher` is the default collection's.
         self.collections = {settings.default_collection: searcher, **(collections or {})}
-        self.pinned: dict[tuple[str, str], Searcher] = {}  # (collection, version) of variants
         self.guards = guards
         self.policy = policy or AnswerPolicy(settings.answers, settings.generator)
         self.generator = generator
@@ -76,11 +95,28 @@ class RAGService:
         self.metrics = metrics or NullMetrics()
         named = {DEFAULT_ENGINE: generator} if generator is not None else {}
         self.engines = EnginePool({**named, **(engines or {})}, settings.breaker, self.metrics)
-        self.cache = cache
+        self.cache = PlanCache(cache, settings) if cache is not None else None
         self.experiments = experiments or Experiments(settings.variants, metrics=self.metrics)
+        self.feedback = feedback
+        log_path = Path(settings.auth.state_dir) / settings.variants.shadow_log
+        self.shadows = shadows or ShadowTraffic(settings.variants, log_path, self.metrics,
+                                                searcher.embed)  # fmt: skip
         self.warmth = GeneratorWarmth(generator, settings.generator)
         self.runner = EngineRunner(self.engines, self.policy, settings, self.metrics,
                                    self.warmth, count_tokens)  # fmt: skip
+        self.pipeline = AnswerPipeline(settings, self.policy, self.collections, self.experiments,
+                                       self.engines, self.runner)  # fmt: skip
+        self.pinned = self.pipeline.pinned
+
+    def plan(
+        self,
+        variant: VariantSettings | None,
+        options: AskOptions,
+        top_k: int | None,
+        collection: str | None,
+    ) -> Plan:
+        """How an answer is made by `variant` (None: the baseline)."""
+        return self.pipeline.plan(variant, options, top_k, collection)
 
     @property
     def count_tokens(self) -> Callable[[list[dict[str, str]]], int]:
@@ -108,38 +144,6 @@ class RAGService:
             return Readiness(False, "the generator is warming up", details)
         return Readiness(index.ready, index.reason, details)
 
-    def _searcher(
-        self, collection: str | None, variant: VariantSettings
-    ) -> tuple[str, Searcher, RetrievalSettings]:
-        """The collection's name, the searcher `variant` reads it with, and the retrieval
-        settings it searches with: the variant's overrides over the live index's own (which
-        the Ingress's `user_config` may have changed)."""
-        name = collection or self.settings.default_collection
-        if name not in self.collections:
-            raise RequestRejectedError(f"collection '{name}' is not served here; "
-                                       f"served: {', '.join(self.collections)}")  # fmt: skip
-        pin = variant.index_versions.get(name)
-        searcher = self.collections[name] if pin is None else self.pinned.get((name, pin))
-        if searcher is None:
-            raise IndexNotReadyError(f"variant {variant.name} pins index version {pin} of "
-                                     f"collection {name}, which is not loaded")  # fmt: skip
-        return name, searcher, self.settings.variant_retrieval(variant, searcher.retrieval())
-
-    def plan(
-        self,
-        variant: VariantSettings | None,
-        options: AskOptions,
-        top_k: int | None,
-        collection: str | None,
-    ) -> Plan:
-        """How an answer is made by `variant` (None: the baseline)."""
-        variant = variant or self.experiments.baseline()
-        template = self.policy.template(options.prompt_version or variant.prompt_version)
-        params = self.policy.decoding(template, options, variant.decoding)
-        name, searcher, retrieval = self._searcher(collection, variant)
-        return Plan(variant, template, params, retrieval, top_k or retrieval.top_k, name,
-                    searcher)  # fmt: skip
-
     async def search(
         self,
         query: str,
@@ -147,12 +151,39 @@ class RAGService:
         route: str = "search",
         collection: str | None = None,
         variant: VariantSettings | None = None,
+        tenant: str | None = None,
     ) -> SearchOutcome:
         """Top-k hits of a collection (None: the default) as `variant` retrieves them;
         IndexNotReadyError (503) when no usable index is loaded, RequestRejectedError (422)
-        for a collection not served."""
-        _, searcher, retrieval = self._searcher(collection, variant or self.experiments.baseline())
-        return await searcher.search(query, k or retrieval.top_k, route, None, retrieval)
+        for a collection not served. A sampled copy may go to a shadow variant afterwards."""
+        variant = variant or self.experiments.baseline()
+        name, searcher, retrieval = self.pipeline.searcher(collection, variant)
+        start = time.perf_counter()
+        self.shadows.live_started()
+        try:
+            outcome = await searcher.search(query, k or retrieval.top_k, route, None, retrieval)
+        finally:
+            self.shadows.live_finished()
+        shadows = self.shadows.variants()
+        if shadows:
+            live = LiveResult(request_id_var.get(), tenant or "", route, self._loggable(query),
+                              variant.label, outcome.hits, elapsed_ms(start))  # fmt: skip
+        for shadow in shadows:
+            run = partial(self._shadow_search, query, name, k, shadow, outcome)
+            self.shadows.copy(shadow, run, live)
+        return outcome
+
+    async def _shadow_search(
+        self, query: str, collection: str, k: int | None, variant: VariantSettings,
+        live: SearchOutcome,
+    ) -> SearchOutcome:  # fmt: skip
+        _, searcher, retrieval = self.pipeline.searcher(collection, variant)
+        return await searcher.search(query, k or retrieval.top_k, "shadow", live.vector,
+                                     retrieval)  # fmt: skip
+
+    def _loggable(self, text: str) -> str:
+        """A search query as a log may hold it: PII redacted, or nothing without a redactor."""
+        return self.guards.redacted(text) if self.guards is not None else ""
 
     async def ask(
         self,
@@ -207,14 +238,18 @@ class RAGService:
         variant: VariantSettings | None,
         route: str,
     ) -> AsyncIterator[AnswerEvent]:
-        plan = self.plan(variant, options or AskOptions(), top_k, collection)
-        return self._recorded(plan, self._events(question, plan, budget, tenant, route))
+        options = options or AskOptions()
+        plan = self.plan(variant, options, top_k, collection)
+        asked = Asked(question, plan, options, top_k, tenant, route, request_id_var.get())
+        return self._recorded(plan, self._events(asked, budget))
 
     async def _recorded(
         self, plan: Plan, events: AsyncIterator[AnswerEvent]
     ) -> AsyncIterator[AnswerEvent]:
-        """The events, with the request's outcome counted for its variant (the canary check)."""
+        """The events, with the request's outcome counted for its variant (the canary check)
+        and the request counted as live while it runs (shadow copies give way to it)."""
         start = time.perf_counter()
+        self.shadows.live_started()
         try:
             async for event in events:
                 if isinstance(event, AnswerDone):
@@ -226,110 +261,94 @@ class RAGService:
         except SERVER_FAILURES:
             self.experiments.record(plan.variant, True, elapsed_ms(start), False)
             raise
+        finally:
+            self.shadows.live_finished()
 
-    def _scope(self, plan: Plan, tenant: str | None) -> CacheScope | None:
-        """The cache scope of this request; None when it must not be cached."""
-        version = plan.searcher.live_version()
-        if self.cache is None or version is None:
-            return None
-        model = self.settings.engine_settings(plan.variant.engine).model_id
-        return CacheScope(tenant or "", plan.collection, version, plan.variant.label, model,
-                          plan.template.version, repr(plan.params),
-                          plan.retrieval.model_dump_json(), plan.k)  # fmt: skip
-
-    async def _cached(
-        self, scope: CacheScope, question: str, searcher: Searcher
-    ) -> tuple[CacheHit | None, Any]:
-        """A cache hit, else None and the question's embedding (which the search reuses)."""
-        assert self.cache is not None
-        hit = await self.cache.exact(scope, question)
-        if hit is not None or not self.cache.settings.semantic:
-            return hit, None
-        vector = await searcher.embed(question)
-        return await self.cache.semantic(scope, question, vector), vector
-
-    def _from_cache(self, hit: CacheHit, plan: Plan, start: float) -> Answer:
-        stored = hit.answer
-        return replace(stored, latency_ms=elapsed_ms(start), cache=hit.tier, path="cache",
-                       usage=Usage(), tokens_saved=stored.usage.total,
-                       variant=plan.variant.label)  # fmt: skip
-
-    async def _events(
-        self,
-        question: str,
-        plan: Plan,
-        budget: TokenBudget | None,
-        tenant: str | None,
-        route: str,
-    ) -> AsyncIterator[AnswerEvent]:
+    async def _events(self, asked: Asked, budget: TokenBudget | None
+                      ) -> AsyncIterator[AnswerEvent]:  # fmt: skip
         start = time.perf_counter()
-        shield = await self._shield(question, route, tenant)  # a 400 before anything else
-        question = shield.question.text if shield else question
-        scope = self._scope(plan, tenant)
+        plan = asked.plan
+        shield = await self._shield(asked)  # a 400 before anything else
+        question = shield.question.text if shield else asked.question
+        scope = self.cache.scope(plan, asked.tenant) if self.cache is not None else None
         vector = None
-        if scope is not None:
-            hit, vector = await self._cached(scope, question, plan.searcher)
+        if self.cache is not None and scope is not None:
+            hit, vector = await self.cache.lookup(scope, question, plan.searcher)
             if hit is not None:
-                answer = self._from_cache(hit, plan, start)
+                answer = self.cache.answer(hit, plan, start)
                 yield AnswerToken(answer.text)
-                yield AnswerDone(answer)
+                yield self._done(asked, question, answer, shield, vector)
                 return
-        outcome = await plan.searcher.search(question, plan.k, route, vector, plan.retrieval)
-        hits = outcome.hits
-        early = self._without_generation(question, hits)
-        if early is not None:
-            answer = self.runner.answer(early, hits, Usage(), start, plan, "none", "")
-            yield AnswerToken(answer.text)
-            yield AnswerDone(_screened(answer, shield))
-            return
-        messages = plan.template.render(question, hits, self.settings.generator.max_context_chars)
-        messages = shield.protect(messages) if shield else messages
-        final: Answer | None = None
-        async for item in self.runner.run(plan, question, hits, messages, shield, budget, start,
-                                          route):  # fmt: skip
-            if isinstance(item, Answer):
+        final: Generated | None = None
+        making = self.pipeline.generated(question, plan, shield, budget, start, asked.route,
+                                         vector)  # fmt: skip
+        async for item in making:
+            if isinstance(item, Generated):
                 final = item
             else:
                 yield AnswerToken(item)
         assert final is not None
-        answer = _screened(final, shield)
-        if scope is not None and answer.path == "generator" and answer.mode != "refused":
+        answer = final.answer
+        if self.cache is not None and scope is not None:
             # Stored before the answer is sent: the next request, on any replica, finds it.
-            await self._store(scope, outcome, question, answer)
-        yield AnswerDone(answer)
+            await self.cache.store(scope, final.outcome, question, answer)
+        yield self._done(asked, question, answer, shield, final.outcome.vector)
 
-    async def _store(
-        self, scope: CacheScope, outcome: SearchOutcome, question: str, answer: Answer
-    ) -> None:
-        assert self.cache is not None
-        scope = replace(scope, index_version=outcome.index_version)  # what produced it
-        await self.cache.put(scope, question, outcome.vector, answer)
+    def _done(self, asked: Asked, question: str, answer: Answer, shield: GuardSession | None,
+              vector: Any) -> AnswerDone:  # fmt: skip
+        """The last event: the answer is recorded for feedback and copied to shadows."""
+        if self.feedback is not None:
+            self.feedback.answered(answer_record(
+                asked.request_id, asked.tenant or "", asked.route, asked.plan.collection,
+                question, answer, self.settings.feedback))  # fmt: skip
+        shadows = self.shadows.variants()
+        if shadows:
+            live = LiveResult(asked.request_id, asked.tenant or "", asked.route, question,
+                              answer.variant, answer.sources, answer.latency_ms, answer.text,
+                              answer.path)  # fmt: skip
+        for variant in shadows:
+            run = partial(self._shadow_answer, asked, question, variant, shield, vector)
+            self.shadows.copy(variant, run, live)
+        return AnswerDone(answer)
 
-    def _without_generation(self, question: str, hits: list[Hit]) -> FinishedAnswer | None:
-        """The answer when the model must not or cannot be asked: nothing relevant was
-        retrieved (refuse), or there is no engine (quote the sources)."""
-        if not self.policy.relevant(hits):
-            return self.policy.refusal()
-        if not self.engines.engines:
-            return self.policy.extractive(question, hits, None, "", "the generator is disabled",
-                                          "generator_disabled")  # fmt: skip
-        return None
+    async def _shadow_answer(self, asked: Asked, question: str, variant: VariantSettings,
+                             shield: GuardSession | None, vector: Any) -> Answer:  # fmt: skip
+        """The shadow variant's answer to a screened question: no cache, no budget, no
+        canary record, and its own guard session."""
+        plan = self.plan(variant, asked.options, asked.top_k, asked.plan.collection)
+        session = shield.renewed() if shield is not None else None
+        making = self.pipeline.generated(question, plan, session, None, time.perf_counter(),
+                                         "shadow", vector)  # fmt: skip
+        async for item in making:
+            if isinstance(item, Generated):
+                return item.answer
+        raise RuntimeError("the shadow generation ended without an answer")
 
-    async def _shield(self, question: str, route: str, tenant: str | None) -> GuardSession | None:
+    async def rate(self, feedback: Feedback) -> FeedbackOutcome:
+        """Store a user's rating of an answer (FeedbackDesk.rate), its comment's PII redacted;
+        NotFoundError (404) when feedback is disabled or the tenant has no such answer."""
+        if self.feedback is None:
+            raise NotFoundError("feedback is disabled on this service (feedback.enabled: false)")
+        if self.guards is not None and feedback.comment:
+            comment = await asyncio.to_thread(self.guards.redacted, feedback.comment)
+            feedback = replace(feedback, comment=comment)
+        return await self.feedback.rate(feedback)
+
+    async def _shield(self, asked: Asked) -> GuardSession | None:
         """The guards of this generation (None without guards); GuardRefusalError when the
-        question is refused. Off the event loop: the injection check runs the encoder."""
+        question is refused (recorded for review). Off the event loop: the injection check
+        runs the encoder."""
         if self.guards is None:
             return None
-        path = "/" + route.replace("_", "/")
-        return await asyncio.to_thread(self.guards.session, question, path, tenant)
-
-
-def _screened(answer: Answer, shield: GuardSession | None) -> Answer:
-    """The answer after the output guards: a leak becomes a refusal, markup and PII go."""
-    if shield is None:
-        return answer
-    screened = shield.answer(answer.text)
-    if screened.leaked:
-        return replace(answer, text=screened.text, mode="refused", citations=(),
-                       message="refused: " + ", ".join(screened.reasons))  # fmt: skip
-    return replace(answer, text=screened.text)
+        path = "/" + asked.route.replace("_", "/")
+        try:
+            return await asyncio.to_thread(self.guards.session, asked.question, path,
+                                           asked.tenant)  # fmt: skip
+        except GuardRefusalError as exc:
+            if self.feedback is not None:
+                question = await asyncio.to_thread(self.guards.redacted, asked.question)
+                plan = asked.plan
+                self.feedback.answered(refusal_record(
+                    asked.request_id, asked.tenant or "", asked.route, plan.collection,
+                    plan.variant.label, question, exc.reason, self.settings.feedback))  # fmt: skip
+            raise

@@ -25,6 +25,8 @@ from pipelines.chunk import SectionChunker
 from ragcore.cache.answer_cache import AnswerCache
 from ragcore.cache.store import LocalCacheStore, MemoryCache
 from ragcore.documents import Page, Section
+from ragcore.feedback.desk import FeedbackDesk, local_ledger
+from ragcore.feedback.ledger import SqliteFeedback
 from ragcore.index_format import publish
 from ragcore.index_manager import IndexManager
 from ragcore.protocols import DecodingParams, Generation, GenerationDelta, Readiness
@@ -131,12 +133,15 @@ def make_service(
     llm: ScriptedGenerator | None,
     engines: dict[str, ScriptedGenerator] | None = None,
     cache: bool = False,
+    feedback: bool = False,
     **overrides: Any,
 ) -> tuple[RAGService, IndexManager]:
     """A RAGService over the real index manager and search engine, with a hashed embedder;
     the index is loaded and the generator is not warmed up (warm-up tests set it). `engines`
-    are more named engines; `cache` adds an in-process answer cache."""
+    are more named engines; `cache` adds an in-process answer cache, `feedback` a feedback
+    desk over feedback.db in the state directory (index_dir/state, as is the shadow log)."""
     overrides.setdefault("generator", {"warmup_timeout_s": 0})
+    overrides.setdefault("auth", {"state_dir": index_dir / "state"})
     # Hashed vectors have no meaningful cosine: refusal is tested on its own (it sets this).
     overrides.setdefault("answers", {"min_relevance": -1.0})
     overrides.setdefault("engines", {name: {} for name in engines or {}})  # as configured
@@ -148,8 +153,12 @@ def make_service(
     store = LocalCacheStore(MemoryCache(settings.cache))
     answers = AnswerCache(store, settings.cache) if cache else None
     experiments = Experiments(settings.variants, store)
+    desk = None
+    if feedback:
+        ledger = SqliteFeedback(Path(settings.auth.state_dir) / "feedback.db")
+        desk = FeedbackDesk(local_ledger(ledger), settings.feedback)
     service = RAGService(engine, llm, settings, engines=engines, cache=answers,
-                         experiments=experiments)  # fmt: skip
+                         experiments=experiments, feedback=desk)  # fmt: skip
     return service, manager
 
 

@@ -66,3 +66,8 @@ def validation_line(exc: ValidationError) -> str:
     one error line."""
     err = exc.errors()[0]
     return f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+
+
+class NotFoundError(Exception):
+    """The request names something this tenant does not have (a request id, a variant): a 404
+    whose message says what was not found."""

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from utils.answer_settings import AnswerSettings
 from utils.auth_settings import NAME_RE, AuthSettings, CollectionSettings
+from utils.feedback_settings import FeedbackSettings
 from utils.guard_settings import ChunkScanSettings, GuardSettings
 from utils.paths import PROJECT_ROOT, project_path
 from utils.variant_settings import (
@@ -356,6 +357,9 @@ class ServiceSettings(BaseModel):
     cache: CacheSettings = Field(default_factory=CacheSettings, description="Answer cache.")
     breaker: BreakerSettings = Field(
         default_factory=BreakerSettings, description="Circuit breaker of each engine."
+    )
+    feedback: FeedbackSettings = Field(
+        default_factory=FeedbackSettings, description="User feedback and the review queue."
     )
     answers: AnswerSettings = Field(
         default_factory=AnswerSettings,

@@ -163,6 +163,12 @@ class VariantsSettings(BaseModel):
     shadow_max_in_flight: int = Field(
         default=4, ge=1, le=1000, description="Shadow runs at once; more are skipped, not queued."
     )
+    shadow_max_live_in_flight: int = Field(
+        default=1, ge=0, le=1000,
+        description="Shadow copies start, and keep running, only while a replica has at most "
+        "this many live requests in flight; a busier replica drops new copies and cancels "
+        "running ones, so shadow traffic fills idle capacity instead of slowing users.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> VariantsSettings:

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 
 from deployments.api.errors import install_error_handlers
 from deployments.api.middleware import RequestIdOf, header_request_id, install_middleware
-from deployments.api.routes import ask, health, openai, search, usage, variants
+from deployments.api.routes import ask, feedback, health, openai, search, usage, variants
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.service import RAGService
 from ragcore.tenancy.gate import TenantGate
@@ -31,6 +31,6 @@ def create_app(
     install_middleware(app, service.settings.max_body_bytes, metrics or NullMetrics(),
                        request_id_of, echo_request_id)  # fmt: skip
     install_error_handlers(app)
-    for module in (health, search, ask, openai, usage, variants):
+    for module in (health, search, ask, openai, usage, variants, feedback):
         app.include_router(module.router)
     return app

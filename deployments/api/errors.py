@@ -14,6 +14,7 @@ from utils.errors import (
     GuardRefusalError,
     IndexNotReadyError,
     InputError,
+    NotFoundError,
     OverloadedError,
     RateLimitedError,
     RequestRejectedError,
@@ -62,6 +63,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400:
         detail = f"the request body could not be read: {detail}"
     return error_response(exc.status_code, detail, dict(exc.headers or {}))
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, str(exc))
 
 
 async def _not_ready(request: Request, exc: Exception) -> JSONResponse:
@@ -122,6 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IndexNotReadyError, _not_ready)
+    app.add_exception_handler(NotFoundError, _not_found)
     app.add_exception_handler(InputError, _misconfigured)
     app.add_exception_handler(RequestRejectedError, _rejected)
     app.add_exception_handler(UnavailableError, _unavailable)

@@ -111,6 +111,10 @@ class GuardPipeline:
                                               tenant)  # fmt: skip
                 message["content"] = screened.text
 
+    def redacted(self, text: str) -> str:
+        """`text` with its PII redacted, for what is stored (a refused question, a comment)."""
+        return text if self.redactor is None else self.redactor.redact(text).text
+
     def session(self, text: str, route: str, tenant: str | None) -> GuardSession:
         """Screen a question (may raise GuardRefusalError) and start its generation's guards."""
         return GuardSession(self, self.screen_question(text, route, tenant), tenant)
@@ -169,6 +173,10 @@ class GuardSession:
         self._leaks = pipeline.leak_guard([])
         self._stream: StreamLeakCheck | None = None
         self.leaked = ""
+
+    def renewed(self) -> GuardSession:
+        """A session for another generation of the same screened question (a shadow copy)."""
+        return GuardSession(self.pipeline, self.question, self.tenant)
 
     def protect(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """The prompt to send (with the canary when leaks are watched)."""

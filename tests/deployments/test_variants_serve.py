@@ -4,6 +4,8 @@ real embedder and FAISS, vLLM on SmolLM2, keys from the real manage_keys.py CLI.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +16,10 @@ import httpx
 import pytest
 import yaml
 
+from deployments.feedback_store import actor_name, ledger_path
 from deployments.launch import create_key, deploy
 from ragcore.variants.routing import sticky_point
+from ragcore.variants.shadow import read_log
 from tests.helpers import (
     all_ready,
     background_load,
@@ -24,7 +28,8 @@ from tests.helpers import (
     kill_engine_process,
     wait_for,
 )
-from utils.settings import BuildSettings
+from utils.paths import PROJECT_ROOT
+from utils.settings import BuildSettings, ServiceSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 QUESTION = "What happens to /ask when the generator fails?"
@@ -219,9 +224,80 @@ def _variants(responses: list[httpx.Response]) -> list[str]:
     return [r.headers.get("x-variant", "") for r in responses]
 
 
+def test_a_shadow_variant_is_compared_and_never_shown(variants: Variants) -> None:
+    items = [
+        {"name": "main", "weight": 100},
+        {"name": "next", "role": "shadow", "shadow_sample": 1.0, "retrieval": {"top_k": 2}},
+    ]
+    port = int(variants.url.rsplit(":", 1)[1])
+    deploy(_app_config(variants.work, port, {"variants": {"items": items}}))
+
+    def names() -> set[str]:
+        state = httpx.get(f"{variants.url}/admin/variants", headers=variants.admin, timeout=30)
+        return {v["name"] for v in state.json()["variants"]}
+
+    wait_for(lambda: all("next" in names() for _ in range(6)), 120, "the shadow on both replicas")
+    body = _ask(variants, variants.acme, "How does Serve scale the number of replicas?")
+    assert body["variant"] == "main@1"  # users never see the shadow
+    found = httpx.get(f"{variants.url}/search", params={"query": "replicas"},
+                      headers=variants.acme, timeout=30)  # fmt: skip
+    assert found.headers["x-variant"] == "main@1"
+    log = variants.work / "state" / "shadow.jsonl"
+
+    def lines() -> dict[str, dict[str, Any]]:
+        return {line["request_id"]: line for line in read_log(log)}
+
+    ids = (body["request_id"], found.json()["request_id"])
+    wait_for(lambda: all(i in lines() for i in ids), 300, "both comparisons in the shadow log")
+    answer, search = (lines()[i] for i in ids)
+    assert answer["shadow_variant"] == "next@1" and answer["live_answer"] == body["answer"]
+    assert answer["k"] == len(body["sources"]) and 0 <= answer["overlap_at_k"] <= 1
+    assert answer["answer_similarity"] is not None and answer["shadow_ms"] > 0
+    assert search["route"] == "search" and search["answer_similarity"] is None
+    deploy(_app_config(variants.work, port, {"variants": VARIANTS}))
+
+
 def test_a_killed_generator_falls_back_to_the_sources(variants: Variants) -> None:
     kill_engine_process()  # the generator's compute dies: its requests fail
     body = _ask(variants, {**variants.tester, "X-Variant": "main"},
                 "How do I pin an index version with user_config?")  # fmt: skip
     assert body["answer_path"] == "fallback_extractive" and body["status"] == "degraded"
     assert body["answer_mode"] == "extractive" and body["sources"]
+
+
+def test_feedback_and_the_review_queue_survive_a_restart(variants: Variants) -> None:
+    import ray
+    from ray import serve
+
+    body = _ask(variants, variants.acme, "How do I set the number of replicas?")
+    rating = {"request_id": body["request_id"], "rating": "down", "comment": "wrong page"}
+    r = httpx.post(f"{variants.url}/feedback", json=rating, headers=variants.acme, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["variant"] == body["variant"] and r.json()["queued_for_review"] is True
+    stranger = httpx.post(f"{variants.url}/feedback", json=rating, headers=variants.globex,
+                          timeout=30)  # fmt: skip
+    assert stranger.status_code == 404  # another tenant's request id is unknown to globex
+
+    # A restart: the app goes, and so does the ledger's actor (as when the head restarts).
+    serve.shutdown()
+    ledger = ledger_path(ServiceSettings.model_validate(variants.config["applications"][0]["args"]))
+    ray.kill(ray.get_actor(actor_name(ledger), namespace="rag"), no_restart=True)
+    deploy(variants.config)
+    wait_for(lambda: all_ready(variants.url, calls=6), 900, "the app ready again", every=2.0)
+
+    queue = httpx.get(f"{variants.url}/admin/review", headers=variants.admin, timeout=30).json()
+    item = next(i for i in queue["items"] if i["request_id"] == body["request_id"])
+    assert "thumbs_down" in item["reasons"] and item["comment"] == "wrong page"
+    assert item["question"] == "How do I set the number of replicas?" and item["sources"]
+    counts = httpx.get(f"{variants.url}/admin/feedback", headers=variants.admin, timeout=30)
+    assert counts.json()["variants"][body["variant"]]["down"] >= 1
+    again = httpx.post(f"{variants.url}/feedback", json={**rating, "rating": "up"},
+                       headers=variants.acme, timeout=30)  # fmt: skip
+    assert again.status_code == 200  # the answer's record survived too
+    cli = subprocess.run([sys.executable, "manage_review.py", "--config",
+                          str(variants.work / "serve.yaml"), "mark", body["request_id"],
+                          "--tenant", "acme", "--note", "checked"], cwd=PROJECT_ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    pending = httpx.get(f"{variants.url}/admin/review", headers=variants.admin, timeout=30)
+    assert body["request_id"] not in {i["request_id"] for i in pending.json()["items"]}

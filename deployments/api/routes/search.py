@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from deployments.api.auth import SearchCaller, admitted, collection_for
+from deployments.api.auth import SearchCaller, admitted, collection_for, tenant_of
 from deployments.api.dependencies import RequestIdDep, ServiceDep
 from deployments.api.responses import BODY_ROUTE, QUERY_ROUTE
 from deployments.api.schemas import SearchParams, SearchRequest, SearchResponse, to_hit
@@ -20,7 +20,8 @@ async def _search(
 ) -> SearchResponse:
     collection = collection_for(request, caller, req.collection)
     variant = route_for(request, caller).variant
-    outcome = await service.search(req.query, req.k, collection=collection, variant=variant)
+    outcome = await service.search(req.query, req.k, collection=collection, variant=variant,
+                                   tenant=tenant_of(caller))  # fmt: skip
     await admitted(request, caller)
     hits = [to_hit(h) for h in outcome.hits]
     return SearchResponse(results=hits, message="" if hits else "no results",

@@ -30,7 +30,7 @@ def _client(tmp_path: Path, parts: tuple[InjectionDetector, PiiRedactor], text: 
             **settings: object) -> tuple[TestClient, ScriptedGenerator, GuardPipeline]:  # fmt: skip
     publish_tiny_index(tmp_path)
     generator = ScriptedGenerator(text)
-    service, _ = make_service(tmp_path, generator)
+    service, _ = make_service(tmp_path, generator, feedback=True)
     service.guards = GuardPipeline(GuardSettings(**settings), *parts)  # type: ignore[arg-type]
     return TestClient(create_app(service), raise_server_exceptions=False), generator, service.guards
 
@@ -42,6 +42,9 @@ def test_an_injected_question_is_refused_with_its_reason(tmp_path: Path, parts) 
     assert response.status_code == 400
     assert response.json()["reason"] == "prompt_injection:instruction_override"
     assert generator.last_messages == []  # the model never saw it
+    (queued,) = client.get("/admin/review").json()["items"]  # a human checks the refusal
+    assert queued["reasons"] == ["refused"]
+    assert queued["refusal"] == "prompt_injection:instruction_override"
 
 
 def test_a_route_set_to_flag_is_answered(tmp_path: Path, parts) -> None:  # type: ignore[no-untyped-def]
@@ -66,6 +69,11 @@ def test_pii_is_redacted_before_the_model_and_the_logs(
     assert "+49 30 1234567" not in prompt
     logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
     assert "jane.doe" not in logged and "1234567" not in logged
+    rating = {"request_id": response.json()["request_id"], "rating": "down",
+              "comment": "wrong, write to jane.doe@example.com"}  # fmt: skip
+    assert client.post("/feedback", json=rating).status_code == 200
+    (stored,) = client.get("/admin/review").json()["items"]  # what a reviewer reads
+    assert "<EMAIL_ADDRESS>" in stored["question"] and "jane.doe" not in str(stored)
 
 
 def test_a_canary_leak_becomes_a_refusal_on_ask_and_on_the_stream(

@@ -1,0 +1,1 @@
+"""User feedback on answers and the human-review queue, free of Ray and of HTTP."""
