@@ -4,6 +4,7 @@ python evaluate.py ray-qa --qa qa-dev.jsonl --index-dir index [--k 1 3 5 10] [--
 python evaluate.py beir --data scifact --split train [--index-dir /tmp/rag-eval/scifact]
 python evaluate.py answers --qa qa.jsonl --url http://127.0.0.1:8000 [--judge-url URL]
 python evaluate.py redteam --data ../shared/data/redteam/prompt-injections-dev.jsonl [--url URL]
+python evaluate.py variants --qa qa.jsonl --url http://127.0.0.1:8000 [--variants main beta]
 
 Each prints a table, then one JSON object with every metric as its last line.
 """
@@ -54,20 +55,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     beir.add_argument("--index-dir", type=Path, help="work dir for the corpus index (reused)")
     beir.add_argument("--num-cpus", type=int, default=8, help="logical CPUs for a local Ray")
 
-    ans = sub.add_parser("answers", help="score a running service's /ask answers")
-    ans.add_argument("--qa", type=Path, required=True, help="JSON lines {question, answerable?}")
-    ans.add_argument("--url", required=True, help="service base URL or its /ask URL")
-    ans.add_argument("--unanswerable", type=Path, help="extra questions the corpus cannot answer")
-    ans.add_argument("--top-k", type=int, default=5, help="top_k sent with each question")
-    ans.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
-    ans.add_argument("--judge-url", help="OpenAI-compatible endpoint for LLM-as-judge")
-    ans.add_argument("--judge-model", default="judge", help="model name sent to the judge")
-    ans.add_argument("--concurrency", type=int, default=4, help="questions in flight at once")
-    ans.add_argument("--max-tokens", type=int, default=256, help="max_tokens sent; an answer "
-                     "that uses them all counts as a loop")  # fmt: skip
-    ans.add_argument("--prompt-version", help="prompt_version sent (default: the server's)")
-    ans.add_argument("--api-key", default=os.environ.get("RAG_API_KEY"),
-                     help="API key (default: $RAG_API_KEY)")  # fmt: skip
+    asking = argparse.ArgumentParser(add_help=False)
+    asking.add_argument("--qa", type=Path, required=True, help="JSON lines {question, source?, "
+                        "answerable?}")  # fmt: skip
+    asking.add_argument("--url", required=True, help="service base URL or its /ask URL")
+    asking.add_argument("--unanswerable", type=Path, help="extra questions it cannot answer")
+    asking.add_argument("--top-k", type=int, default=5, help="top_k sent with each question")
+    asking.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    asking.add_argument("--judge-url", help="OpenAI-compatible endpoint for LLM-as-judge")
+    asking.add_argument("--judge-model", default="judge", help="model name sent to the judge")
+    asking.add_argument("--concurrency", type=int, default=4, help="questions in flight at once")
+    asking.add_argument("--max-tokens", type=int, default=256, help="max_tokens sent; an "
+                        "answer that uses them all counts as a loop")  # fmt: skip
+    asking.add_argument("--prompt-version", help="prompt_version sent (default: the server's)")
+    asking.add_argument("--api-key", default=os.environ.get("RAG_API_KEY"),
+                        help="API key (default: $RAG_API_KEY)")  # fmt: skip
+    sub.add_parser("answers", parents=[asking], help="score a running service's /ask answers")
+    var = sub.add_parser("variants", parents=[asking], help="every variant side by side: "
+                         "retrieval and answers, each forced with X-Variant")  # fmt: skip
+    var.add_argument("--variants", nargs="+", help="names (default: all, from /admin/variants: "
+                     "an admin key; forcing needs the test or admin scope)")  # fmt: skip
+    var.add_argument("--k", type=int, nargs="+", default=[1, 3, 5], help="retrieval cut-offs")
+    var.set_defaults(top_k=None)  # each variant's own top_k, unless --top-k is given
     red = sub.add_parser("redteam", help="score the injection guard on a labelled set")
     red.add_argument("--data", type=Path, required=True, help='JSON lines {"text", "label"}')
     red.add_argument("--benign", type=Path, default=DEFAULT_BENIGN,
@@ -160,24 +169,36 @@ def run_beir(args: argparse.Namespace, settings: Settings, retrieval: RetrievalS
     _report(f"beir: {data.name} ({args.split}), index {published.version}", results, extra)
 
 
+def _answer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every /ask of this run sends and how its answers are judged."""
+    return {"top_k": args.top_k, "judge_url": args.judge_url, "judge_model": args.judge_model,
+            "max_tokens": args.max_tokens, "prompt_version": args.prompt_version}  # fmt: skip
+
+
 def run_answers(args: argparse.Namespace) -> None:
     """Send the questions to a running service and score its answers."""
     from evaluation.answers import evaluate_answers, load_questions
 
     items = load_questions(args.qa, args.unanswerable)
-    report = evaluate_answers(
-        items,
-        args.url,
-        top_k=args.top_k,
-        timeout=args.timeout,
-        judge_url=args.judge_url,
-        judge_model=args.judge_model,
-        concurrency=args.concurrency,
-        max_tokens=args.max_tokens,
-        prompt_version=args.prompt_version,
-        api_key=args.api_key,
-    )
+    report = evaluate_answers(items, args.url, timeout=args.timeout, api_key=args.api_key,
+                              concurrency=args.concurrency, **_answer_options(args))  # fmt: skip
     _report(f"answers: {len(items)} questions to {args.url}", {"service": report}, {})
+
+
+def run_variants(args: argparse.Namespace) -> None:
+    """Every variant of a running service on the same questions, side by side."""
+    from evaluation.answers import load_questions
+    from evaluation.variants import evaluate_variants, listed_variants
+
+    items = load_questions(args.qa, args.unanswerable)
+    auth = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    names = args.variants or listed_variants(args.url, auth, args.timeout)
+    ks = tuple(sorted(args.k))
+    results = evaluate_variants(items, args.url, names, args.api_key, ks, args.timeout,
+                                args.concurrency, **_answer_options(args))  # fmt: skip
+    extra = {"task": "variants", "qa": str(args.qa), "variants": names}
+    _report(f"variants: {len(items)} questions to {args.url}, each variant forced", results,
+            extra)  # fmt: skip
 
 
 def run_redteam(args: argparse.Namespace) -> None:
@@ -214,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run one sub-command; user errors print one line and exit 2."""
     args = parse_args(argv)
     try:
-        if args.command == "answers":
-            run_answers(args)
+        if args.command in ("answers", "variants"):
+            (run_answers if args.command == "answers" else run_variants)(args)
             return 0
         if args.command == "redteam":
             run_redteam(args)

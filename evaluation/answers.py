@@ -148,7 +148,7 @@ def _ask(client: httpx.Client, url: str, body: dict[str, Any]) -> tuple[dict[str
 def evaluate_answers(
     items: list[QAItem],
     url: str,
-    top_k: int = 5,
+    top_k: int | None = 5,
     timeout: float = 120.0,
     judge_url: str | None = None,
     judge_model: str = "judge",
@@ -157,14 +157,19 @@ def evaluate_answers(
     max_tokens: int = 256,
     prompt_version: str | None = None,
     api_key: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Ask every question once (`concurrency` at a time, with `api_key` when the service
-    has auth on) and reduce the answers to the report's metrics."""
-    body: dict[str, Any] = {"top_k": top_k, "max_tokens": max_tokens}
+    has auth on, and any more `headers`, such as X-Variant) and reduce the answers to the
+    report's metrics."""
+    body: dict[str, Any] = {"max_tokens": max_tokens}
+    if top_k is not None:  # None: the server's (or the variant's) own
+        body["top_k"] = top_k
     if prompt_version:
         body["prompt_version"] = prompt_version
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(timeout=timeout, transport=transport, headers=headers) as client:
+    sent = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    sent |= headers or {}
+    with httpx.Client(timeout=timeout, transport=transport, headers=sent) as client:
 
         def one(item: QAItem) -> tuple[QAItem, dict[str, Any], float] | None:
             try:
@@ -205,6 +210,7 @@ def _observe(
     tokens = response.get("tokens_used") or {}
     tally.add("tokens_total", float(tokens.get("total") or 0))
     tally.add("tokens_completion", float(tokens.get("completion") or 0))
+    tally.add("cache_hit_share", float(bool(response.get("cache"))))
     refused = is_refusal(response)
     if not item.answerable:
         tally.add("refusal_rate_unanswerable", float(refused))

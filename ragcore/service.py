@@ -164,7 +164,7 @@ class RAGService:
             outcome = await searcher.search(query, k or retrieval.top_k, route, None, retrieval)
         finally:
             self.shadows.live_finished()
-        shadows = self.shadows.variants()
+        shadows = self.shadows.variants(variant.label)
         if shadows:
             live = LiveResult(request_id_var.get(), tenant or "", route, self._loggable(query),
                               variant.label, outcome.hits, elapsed_ms(start))  # fmt: skip
@@ -301,7 +301,7 @@ class RAGService:
             self.feedback.answered(answer_record(
                 asked.request_id, asked.tenant or "", asked.route, asked.plan.collection,
                 question, answer, self.settings.feedback))  # fmt: skip
-        shadows = self.shadows.variants()
+        shadows = self.shadows.variants(answer.variant)
         if shadows:
             live = LiveResult(asked.request_id, asked.tenant or "", asked.route, question,
                               answer.variant, answer.sources, answer.latency_ms, answer.text,

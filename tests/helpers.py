@@ -384,3 +384,22 @@ def kill_engine_process() -> int:
             proc.kill()
             return int(proc.info["pid"])
     raise AssertionError("no vLLM EngineCore process found")
+
+
+@contextmanager
+def app_on_loopback(app: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a free loopback port in a thread, for clients that
+    make their own HTTP connections (the evaluation CLIs); yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: server.started, 30, "uvicorn started", every=0.05)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

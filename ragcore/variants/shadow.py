@@ -113,10 +113,11 @@ class ShadowTraffic:
         """A live request ended (however it ended)."""
         self.live_in_flight -= 1
 
-    def variants(self) -> list[VariantSettings]:
-        """The shadow variants this request is copied to (sampled, and only with room)."""
-        chosen = [v for v in self.settings.items
-                  if v.role == "shadow" and self.sample() < v.shadow_sample]  # fmt: skip
+    def variants(self, live: str = "") -> list[VariantSettings]:
+        """The shadow variants a request served by `live` (name@version) is copied to: sampled,
+        only with room, and never the variant that served it (a forced shadow variant)."""
+        chosen = [v for v in self.settings.items if v.role == "shadow" and v.label != live
+                  and self.sample() < v.shadow_sample]  # fmt: skip
         busy = self.live_in_flight > self.settings.shadow_max_live_in_flight
         room = 0 if busy else max(self.settings.shadow_max_in_flight - len(self._tasks), 0)
         for variant in chosen[room:]:

@@ -37,6 +37,7 @@ def test_copies_are_sampled_bounded_and_give_way_to_live_requests(tmp_path: Path
         {"name": "main"}, {"name": "s", "role": "shadow", "shadow_sample": 0.1}]),
         None, sample=lambda: next(draws))  # fmt: skip
     assert sampled.variants() == [] and [v.name for v in sampled.variants()] == ["s"]
+    assert sampled.variants("s@1") == []  # a request forced onto the shadow is not copied
     shadows = ShadowTraffic(_settings(shadow_max_in_flight=1, shadow_max_live_in_flight=1),
                             tmp_path / "shadow.jsonl")  # fmt: skip
     live = LiveResult("r", "acme", "search", "q", "main@1", [_hit("a")], 5.0)
@@ -99,20 +100,20 @@ def test_the_service_shadows_an_answer_without_changing_it(tmp_path: Path) -> No
     shadowed, _ = make_service(tmp_path, ScriptedGenerator("Batch with serve.batch [1]."),
                                variants=variants)  # fmt: skip
 
-    async def run() -> tuple[Answer, Answer, Hit]:
+    async def run() -> tuple[Answer, Answer]:
         without = await plain.ask("How do I batch requests?", None)
         with_shadow = await shadowed.ask("How do I batch requests?", None)
-        hits = (await shadowed.search("batch requests", 2)).hits
+        await shadowed.search("batch requests", 2)
         await shadowed.shadows.drain()
-        return without, with_shadow, hits[0]
+        return without, with_shadow
 
-    without, with_shadow, top = asyncio.run(run())
+    without, with_shadow = asyncio.run(run())
     assert with_shadow.text == without.text and with_shadow.variant == "main@1"
     assert [h.source for h in with_shadow.sources] == [h.source for h in without.sources]
-    answer_line, search_line = read_log(tmp_path / "state" / "shadow.jsonl")
+    lines = {line["route"]: line for line in read_log(tmp_path / "state" / "shadow.jsonl")}
+    answer_line, search_line = lines["ask"], lines["search"]
     assert answer_line["route"] == "ask" and answer_line["shadow_variant"] == "next@1"
     k = len(without.sources)  # the shadow retrieves only its top 1 of them
     assert k == 3 and answer_line["k"] == k and answer_line["overlap_at_k"] == round(1 / k, 4)
     assert search_line["route"] == "search" and search_line["answer_similarity"] is None
     assert search_line["question"] == ""  # no redactor, so no query text is logged
-    assert top.source

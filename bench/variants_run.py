@@ -1,0 +1,176 @@
+"""Canary rollback and shadow overhead on the running service.
+
+    python -m bench.variants_run [--index-dir DIR] [--questions 24]
+
+Runs of `serve_index.py` from serve_config.yaml (auth off, answer cache off so every /ask
+generates, short answers), over the Ray docs index (or the guide/ index):
+1. Shadow overhead: `--questions` dev questions at concurrency 1 and then 4 with no shadow
+   variant, then again with a shadow variant that receives every request (shadow_sample 1.0,
+   its own retrieval: top_k 3). The live p50/p95 of the two runs are compared.
+2. Canary: variants main 80, `err` 10 (half its generations fail) and `slow` 10 (3 s added to
+   each answer). Distinct users at concurrency 4 until both are rolled back (or the
+   questions run out): when each was rolled back, how many requests it served and failed first.
+Writes bench/results/variants_run.json and its section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from bench.common import free_port, load_questions, loadavg, pct, resolve_index, write_results
+from deployments.launch import load_serve_config, serve_index_process
+from ragcore.variants.shadow import read_log
+
+CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
+SHADOW = {"items": [{"name": "main"}, {"name": "next", "role": "shadow", "shadow_sample": 1.0,
+                                        "retrieval": {"top_k": 3}}]}  # fmt: skip
+CANARY = {"items": [{"name": "main", "weight": 80},
+                    {"name": "err", "weight": 10, "role": "canary", "fault": {"error_rate": 0.5}},
+                    {"name": "slow", "weight": 10, "role": "canary",
+                     "fault": {"added_latency_ms": 3000}}],
+          "canary": {"min_requests": 10, "window_s": 120}}  # fmt: skip
+
+
+def _config(folder: Path, index_dir: Path, name: str, variants: dict[str, Any] | None) -> Path:
+    overrides: dict[str, Any] = {"auth": {"enabled": False, "state_dir": str(folder / name)},
+                                 "cache": {"enabled": False},
+                                 "generator": {"max_tokens": 48}}  # fmt: skip
+    if variants is not None:
+        overrides["variants"] = variants
+    path = folder / f"serve-{name}.yaml"
+    path.write_text(yaml.safe_dump(load_serve_config(CONFIG, index_dir, None, overrides)))
+    return path
+
+
+async def _asks(url: str, questions: list[str], concurrency: int,
+                stop: Any = None) -> list[dict[str, Any]]:  # fmt: skip
+    """POST /ask per question (a user each), `concurrency` at a time, until `stop()`."""
+    gate = asyncio.Semaphore(concurrency)
+    rows: list[dict[str, Any]] = []
+
+    async def one(client: httpx.AsyncClient, i: int, question: str) -> None:
+        async with gate:
+            if stop is not None and await stop(client):
+                return
+            start = time.perf_counter()
+            r = await client.post(f"{url}/ask", json={"question": question},
+                                  headers={"X-User-ID": f"user-{i}"})  # fmt: skip
+            body = dict(r.json()) if r.status_code == 200 else {"error": r.status_code}
+            rows.append({**body, "seconds": time.perf_counter() - start, "at": time.time()})
+
+    async with httpx.AsyncClient(timeout=600) as client:
+        await asyncio.gather(*(one(client, i, q) for i, q in enumerate(questions)))
+    return rows
+
+
+def _latency(rows: list[dict[str, Any]], q: float) -> float:
+    return round(pct([r["seconds"] * 1000 for r in rows if "error" not in r], q))
+
+
+def shadow_overhead(index_dir: Path, folder: Path, questions: list[str]) -> dict[str, Any]:
+    """Live latency without and with a shadow variant, at concurrency 1 and 4."""
+    runs: dict[str, Any] = {}
+    for name, variants in (("no shadow", None), ("shadow on every request", SHADOW)):
+        config = _config(folder, index_dir, name.replace(" ", "-"), variants)
+        with serve_index_process(index_dir, free_port(), extra_args=["--config", str(config)]
+                                 ) as url:  # fmt: skip
+            asyncio.run(_asks(url, questions[:4], 4))  # warm-up
+            runs[name] = {c: asyncio.run(_asks(url, questions, c)) for c in (1, 4)}
+            time.sleep(5)  # the last copies finish
+        log = folder / name.replace(" ", "-") / "shadow.jsonl"
+        runs[name]["comparisons"] = read_log(log)
+    return runs
+
+
+def canary(index_dir: Path, folder: Path, questions: list[str]) -> dict[str, Any]:
+    """Send distinct users until both canaries are rolled back; the state each step."""
+    config = _config(folder, index_dir, "canary", CANARY)
+    rollbacks: dict[str, float] = {}
+
+    async def both_rolled_back(client: httpx.AsyncClient) -> bool:
+        state = (await client.get(f"{url}/admin/variants")).json()
+        for v in state["variants"]:
+            if v["rolled_back"] and v["name"] not in rollbacks:
+                rollbacks[v["name"]] = time.time()
+        return len(rollbacks) == 2
+
+    with serve_index_process(index_dir, free_port(), extra_args=["--config", str(config)]) as url:
+        asyncio.run(_asks(url, questions[:4], 4))  # warm-up (all users of these go anywhere)
+        started = time.time()
+        rows = asyncio.run(_asks(url, questions[4:], 4, both_rolled_back))
+        state = httpx.get(f"{url}/admin/variants", timeout=30).json()
+    return {"rows": rows, "rollbacks": rollbacks, "started": started, "state": state}
+
+
+def _canary_rows(run: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    reasons = {v["name"]: v["rolled_back"] for v in run["state"]["variants"]}
+    for name in ("err", "slow"):
+        served = [r for r in run["rows"] if r.get("variant", "").startswith(name + "@")]
+        at = run["rollbacks"].get(name)
+        before = [r for r in served if at is None or r["at"] <= at]
+        failed = [r for r in before if str(r.get("answer_path", "")).startswith("fallback")]
+        after = [r for r in served if at is not None and r["at"] > at + 2]
+        rows.append([name, reasons.get(name) or "not rolled back", len(before), len(failed),
+                     round(at - run["started"], 1) if at else None, len(after)])  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index-dir", type=Path, default=None)
+    parser.add_argument("--questions", type=int, default=24)
+    args = parser.parse_args()
+    index_dir, version = resolve_index(args.index_dir)
+    questions = list(dict.fromkeys(load_questions()))
+    before = loadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        shadow = shadow_overhead(index_dir, folder, questions[8 : 8 + args.questions])
+        drill = canary(index_dir, folder, questions[40:])
+    shadow_rows = [[name, c, len(run[c]), _latency(run[c], 50), _latency(run[c], 95)]
+                   for name, run in shadow.items() for c in (1, 4)]  # fmt: skip
+    compared = shadow["shadow on every request"]["comparisons"]
+    overlap = [c["overlap_at_k"] for c in compared]
+    similarity = [c["answer_similarity"] for c in compared if c["answer_similarity"] is not None]
+    sent = 2 * args.questions
+    write_results("variants_run", {
+        "title": "Shadow overhead and canary rollback (issue 12)",
+        "intro": f"`python -m bench.variants_run`: `serve_index.py` from serve_config.yaml (auth "
+        f"off, answer cache off, max_tokens 48) on `{index_dir}` version {version}, load "
+        f"average {before[0]:.2f} before, one client over loopback, a distinct X-User-ID per "
+        "request.",
+        "body": [
+            "Live /ask latency without a shadow variant and with one that copies every request "
+            f"({args.questions} dev questions per concurrency):",
+            "",
+            {"columns": ["run", "concurrency", "requests", "p50 ms", "p95 ms"],
+             "align": "lrrrr", "rows": shadow_rows},
+            "",
+            f"Shadow comparisons logged: {len(compared)} of {sent} live requests (copies are "
+            "dropped while the replica has more than `shadow_max_live_in_flight` live requests, "
+            "and cancelled when one arrives). Median overlap@k "
+            f"{pct(overlap, 50) if overlap else 0:.2f}, median answer similarity "
+            f"{pct(similarity, 50) if similarity else 0:.2f}.",
+            "",
+            "Canary drill: main 80, `err` 10 (half its generations fail), `slow` 10 (3 s added "
+            "to each answer); canary min_requests 10, window 120 s:",
+            "",
+            {"columns": ["canary", "rolled back for", "requests before", "failed before",
+                         "seconds to rollback", "served after (+2 s)"],
+             "align": "lrrrrr", "rows": _canary_rows(drill)},
+        ],
+        "data": {"shadow": shadow, "canary": drill},
+    })  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
