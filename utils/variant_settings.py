@@ -164,7 +164,7 @@ class VariantsSettings(BaseModel):
         default=4, ge=1, le=1000, description="Shadow runs at once; more are skipped, not queued."
     )
     shadow_max_live_in_flight: int = Field(
-        default=1, ge=0, le=1000,
+        default=1, ge=1, le=1000,
         description="Shadow copies start, and keep running, only while a replica has at most "
         "this many live requests in flight; a busier replica drops new copies and cancels "
         "running ones, so shadow traffic fills idle capacity instead of slowing users.",
