@@ -8,13 +8,13 @@ record."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from ragcore.feedback.records import AnswerRecord, Feedback, FeedbackOutcome, ReviewItem
+from utils.sqlite_wal import open_wal
 
 ReviewStatus = Literal["pending", "reviewed", "all"]
 PRUNE_EVERY_S = 3600.0
@@ -46,18 +46,11 @@ class SqliteFeedback:
     that is neither queued nor rated is kept."""
 
     def __init__(self, path: Path | str, retain_s: float = 30 * 86400.0) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        self.path = Path(path)
         self.retain_s = retain_s
-        self._db = sqlite3.connect(path, timeout=10.0, check_same_thread=False,
-                                   isolation_level=None)  # fmt: skip
+        self._db = open_wal(self.path, SCHEMA)
         self._lock = threading.Lock()
         self._next_prune = 0.0
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()

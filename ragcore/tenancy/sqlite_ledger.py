@@ -7,7 +7,6 @@ reads."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from ragcore.tenancy.keys import ApiKey, Limits
 from ragcore.tenancy.limiter import DAY
 from ragcore.tenancy.stores import DayUsage, UsageRecord
+from utils.sqlite_wal import open_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -41,15 +41,9 @@ class SqliteLedger:
     """Keys, tenant limits and usage records in `path` (created with its parent)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, timeout=10.0, check_same_thread=False,
-                                   isolation_level=None)  # fmt: skip
+        self._db = open_wal(path, SCHEMA)
         self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=10000")
-            self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
