@@ -164,10 +164,11 @@ class VariantsSettings(BaseModel):
         default=4, ge=1, le=1000, description="Shadow runs at once; more are skipped, not queued."
     )
     shadow_max_live_in_flight: int = Field(
-        default=1, ge=1, le=1000,
+        default=0, ge=0, le=1000,
         description="Shadow copies start, and keep running, only while a replica has at most "
-        "this many live requests in flight; a busier replica drops new copies and cancels "
-        "running ones, so shadow traffic fills idle capacity instead of slowing users.",
+        "this many other live requests in flight; a busier replica drops new copies and "
+        "cancels running ones. 0: copies use idle capacity only, so they never slow a user "
+        "(and a saturated replica shadows nothing); more trades live latency for coverage.",
     )  # fmt: skip
 
     @model_validator(mode="after")

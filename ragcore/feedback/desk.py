@@ -15,6 +15,9 @@ from ragcore.feedback.records import AnswerRecord, Feedback, FeedbackOutcome, Re
 from ragcore.metrics import MetricsSink, NullMetrics
 from utils.errors import NotFoundError, RequestRejectedError, UnavailableError
 from utils.feedback_settings import FeedbackSettings
+from utils.logs import get_logger
+
+log = get_logger("feedback")
 
 # call(method_name, *args): one SqliteFeedback method, wherever the ledger lives.
 LedgerCall = Callable[..., Awaitable[Any]]
@@ -58,8 +61,10 @@ class FeedbackDesk:
     async def _ledger(self, method: str, *args: Any) -> Any:
         try:
             return await asyncio.wait_for(self.call(method, *args), self.settings.store_timeout_s)
-        except (TimeoutError, ConnectionError, OSError) as exc:
-            raise UnavailableError(f"the feedback store did not answer ({exc!r:.80})") from exc
+        except Exception as exc:  # a timeout, or the actor dead or restarting
+            log.warning("feedback store call failed", extra={"op": method,
+                                                             "error": repr(exc)[:200]})  # fmt: skip
+            raise UnavailableError("the feedback store did not answer; try again") from exc
 
     async def rate(self, feedback: Feedback) -> FeedbackOutcome:
         """Store a rating of the tenant's answer `feedback.request_id`; NotFoundError (404)

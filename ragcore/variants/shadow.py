@@ -1,7 +1,7 @@
 """Shadow traffic: a sampled copy of live requests runs on a shadow variant after the live
 answer is sent, and the two are compared (retrieval overlap at k, answer similarity, latency)
-into metrics and a JSONL log. Never shown to the user; never allowed to slow the live path:
-copies run only while this replica is nearly idle, and a live request that arrives cancels them.
+into metrics and a JSONL log. Never shown to the user, and by default never beside a live request:
+copies run only while this replica is idle, and a live request that arrives cancels them.
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ class ShadowTraffic:
         only with room, and never the variant that served it (a forced shadow variant)."""
         chosen = [v for v in self.settings.items if v.role == "shadow" and v.label != live
                   and self.sample() < v.shadow_sample]  # fmt: skip
-        busy = self.live_in_flight > self.settings.shadow_max_live_in_flight
+        # Called by the live request that ends: it does not count against the copies.
+        busy = self.live_in_flight - 1 > self.settings.shadow_max_live_in_flight
         room = 0 if busy else max(self.settings.shadow_max_in_flight - len(self._tasks), 0)
         for variant in chosen[room:]:
             self.metrics.shadow(variant.label, "dropped")

@@ -54,13 +54,37 @@ def test_copies_are_sampled_bounded_and_give_way_to_live_requests(tmp_path: Path
         full = len(shadows.variants())  # one in flight: no room
         shadows.live_started()
         one_live = len(shadows._tasks)  # one live request: the copy keeps running
-        shadows.live_started()  # a second: copies are cancelled, new ones dropped
-        busy = len(shadows.variants())
+        shadows.live_started()  # a second: copies are cancelled...
+        shadows.live_started()
+        busy = len(shadows.variants())  # ...and a request with two others beside it adds none
         await shadows.drain()
         return full, one_live, busy, bool(shadows._tasks)
 
     assert asyncio.run(run()) == (0, 1, 0, False)
     assert read_log(tmp_path / "shadow.jsonl") == []  # a cancelled copy logs nothing
+
+
+def test_by_default_a_copy_uses_idle_time_only(tmp_path: Path) -> None:
+    shadows = ShadowTraffic(_settings(), tmp_path / "shadow.jsonl")
+    live = LiveResult("r", "acme", "search", "q", "main@1", [_hit("a")], 5.0)
+
+    async def slow() -> Any:
+        await asyncio.sleep(60)
+
+    async def run() -> tuple[int, int, int]:
+        shadows.live_started()  # the request that launches the copy
+        shadows.live_started()  # another one beside it
+        beside = len(shadows.variants())  # no copy while another user waits
+        shadows.live_finished()
+        (variant,) = shadows.variants()  # alone: its copy may start
+        shadows.copy(variant, slow, live)
+        shadows.live_finished()
+        running = len(shadows._tasks)  # it outlives the request that launched it
+        shadows.live_started()  # the next user arrives: the copy gives way at once
+        await shadows.drain()
+        return beside, running, len(shadows._tasks)
+
+    assert asyncio.run(run()) == (0, 1, 0)
 
 
 def test_a_comparison_is_logged_with_overlap_similarity_and_latency(tmp_path: Path) -> None:
@@ -103,6 +127,7 @@ def test_the_service_shadows_an_answer_without_changing_it(tmp_path: Path) -> No
     async def run() -> tuple[Answer, Answer]:
         without = await plain.ask("How do I batch requests?", None)
         with_shadow = await shadowed.ask("How do I batch requests?", None)
+        await shadowed.shadows.drain()  # a live request arriving now would cancel the copy
         await shadowed.search("batch requests", 2)
         await shadowed.shadows.drain()
         return without, with_shadow
