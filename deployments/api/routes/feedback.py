@@ -38,6 +38,8 @@ NOT_FOUND = {
     404: {"model": ErrorResponse, "description": "No such answer for this tenant, or no such "
           "review item, or feedback is disabled."}
 }  # fmt: skip
+ONE_REQUEST = Query(min_length=1, max_length=MAX_REQUEST_ID_CHARS,
+                    description="Only the item of this request id.")  # fmt: skip
 ADMIN = responses(AUTH, NOT_FOUND, INVALID, OVERLOADED, INTERNAL, UNAVAILABLE)
 
 
@@ -73,11 +75,12 @@ async def review_queue(
     status: Annotated[Literal["pending", "reviewed", "all"], Query()] = "pending",
     tenant: Annotated[str | None, Query(pattern=NAME_RE.pattern)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    request_id: Annotated[str | None, ONE_REQUEST] = None,
 ) -> ReviewQueueResponse:
     """Answers that failed validation, were refused or got a thumbs-down, with question,
     sources and answer: pending ones oldest first, otherwise newest first."""
     await admitted(request, caller)
-    items = await _desk(service).queue(tenant, status, limit)
+    items = await _desk(service).queue(tenant, status, limit, request_id)
     return ReviewQueueResponse(items=[to_review_entry(i) for i in items])
 
 

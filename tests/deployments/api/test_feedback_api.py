@@ -39,6 +39,8 @@ def test_a_thumbs_down_is_stored_for_the_variant_and_queued_for_review(tmp_path:
     marked = client.post("/admin/review/req-1", json={"note": "re-indexed the page"})
     assert marked.json()["items"][0]["note"] == "re-indexed the page"
     assert client.get("/admin/review").json()["items"] == []
+    reviewed = client.get("/admin/review", params={"status": "all", "request_id": "req-1"})
+    assert [i["reviewer"] for i in reviewed.json()["items"]] == ["anonymous"]
     assert len(client.get("/admin/review", params={"status": "reviewed"}).json()["items"]) == 1
 
 
