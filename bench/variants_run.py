@@ -174,13 +174,15 @@ def report(shadow: dict[str, Any], drill: dict[str, Any], intro: str, questions:
             {"columns": ["policy", "comparisons", "live requests", "median overlap@k",
                          "median answer similarity"], "align": "lrrrr", "rows": coverage},
             "",
-            "With the default policy a copy runs only while no other live request is in "
-            "flight and is cancelled when one arrives, so it takes only idle capacity; this "
-            "closed-loop client leaves almost none, so few copies finish. Letting a copy run "
-            "beside one live request (`shadow_max_live_in_flight: 1`) compares more requests "
-            "and costs live latency, because on this 2-core CPU the shadow generation shares "
-            "the cores with the live one (a GPU engine, which batches the copy with live "
-            "requests, was not measured). `shadow_sample` bounds either in proportion.",
+            "Target (shadow traffic does not slow the live path): NOT met at shadow_sample "
+            "1.0. The default policy starts a copy only while its Ingress replica has no other "
+            "live request and cancels it when one arrives, but the check is per replica while "
+            "the two Ingress replicas share one engine: the next user's request lands on the "
+            "other replica and the copy keeps generating beside it, sharing this 2-core CPU. "
+            "A cancelled copy has also spent its search and prefill. Letting copies run beside "
+            "one live request (`shadow_max_live_in_flight: 1`) compares more requests at a "
+            "similar cost. A fix needs the engine's own load (or vLLM's priority scheduling) "
+            "in the decision; not built. `shadow_sample` bounds the cost in proportion.",
             "",
             "Canary drill: main 80, `err` 10 (half its generations fail), `slow` 10 (3 s added "
             "to each answer); canary min_requests 10, window 120 s; two Ingress replicas:",
