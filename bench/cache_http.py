@@ -25,7 +25,15 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import free_port, load_questions, loadavg, pct, resolve_index, write_results
+from bench.common import (
+    figures_only,
+    free_port,
+    load_questions,
+    loadavg,
+    pct,
+    resolve_index,
+    write_results,
+)
 from deployments.launch import load_serve_config, serve_index_process
 
 CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
@@ -49,7 +57,7 @@ async def _asks(url: str, questions: list[str], concurrency: int) -> list[dict[s
             start = loop.time()
             r = await client.post(f"{url}/ask", json={"question": question})
             body = dict(r.json()) if r.status_code == 200 else {"error": r.status_code}
-            return {**body, "seconds": loop.time() - start}
+            return figures_only([{**body, "seconds": loop.time() - start}])[0]
 
     async with httpx.AsyncClient(timeout=600) as client:
         return list(await asyncio.gather(*(one(client, q) for q in questions)))

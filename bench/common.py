@@ -149,3 +149,14 @@ def write_results(name: str, payload: dict[str, Any]) -> Path:
     else:
         print(f"written to {path.relative_to(ROOT)}", flush=True)
     return path
+
+
+# What a results file keeps of an /ask response: the figures, never the question, the answer or
+# the retrieved text (the data behind them is not ours to publish).
+FIGURE_FIELDS = ("variant", "answer_path", "answer_mode", "cache", "status", "tokens_saved",
+                 "tokens_used", "latency_ms", "seconds", "at", "error")  # fmt: skip
+
+
+def figures_only(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` with only FIGURE_FIELDS kept."""
+    return [{k: v for k, v in row.items() if k in FIGURE_FIELDS} for row in rows]

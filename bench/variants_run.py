@@ -28,7 +28,15 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.common import free_port, load_questions, loadavg, pct, resolve_index, write_results
+from bench.common import (
+    figures_only,
+    free_port,
+    load_questions,
+    loadavg,
+    pct,
+    resolve_index,
+    write_results,
+)
 from deployments.launch import load_serve_config, serve_index_process
 from ragcore.variants.shadow import read_log
 
@@ -70,7 +78,8 @@ async def _asks(url: str, questions: list[str], concurrency: int,
             r = await client.post(f"{url}/ask", json={"question": question},
                                   headers={"X-User-ID": f"user-{i}"})  # fmt: skip
             body = dict(r.json()) if r.status_code == 200 else {"error": r.status_code}
-            rows.append({**body, "seconds": time.perf_counter() - start, "at": time.time()})
+            row = {**body, "seconds": time.perf_counter() - start, "at": time.time()}
+            rows.extend(figures_only([row]))
 
     async with httpx.AsyncClient(timeout=600) as client:
         await asyncio.gather(*(one(client, i, q) for i, q in enumerate(questions)))
@@ -100,7 +109,10 @@ def shadow_overhead(index_dir: Path, folder: Path, questions: list[str]) -> dict
             asyncio.run(_asks(url, questions[:4], 4))  # warm-up
             runs[name] = {str(c): asyncio.run(_asks(url, questions, c)) for c in (1, 4)}
             time.sleep(5)  # the last copies finish
-        runs[name]["comparisons"] = read_log(folder / slug / "shadow.jsonl")
+        # The figures only: the dev questions and answers stay out of the results file.
+        private = ("question", "live_answer", "shadow_answer")
+        runs[name]["comparisons"] = [{k: v for k, v in c.items() if k not in private}
+                                     for c in read_log(folder / slug / "shadow.jsonl")]  # fmt: skip
     return runs
 
 
