@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from deployments.launch import read_rag_app
+from deployments.launch import rag_app_settings
 from ragcore.tenancy.keys import (
     DEFAULT_SCOPES,
     SCOPES,
@@ -38,7 +38,6 @@ from ragcore.tenancy.stores import KeyAdmin
 from utils.auth_settings import NAME_RE, AuthSettings
 from utils.errors import InputError, validation_line
 from utils.paths import PROJECT_ROOT
-from utils.settings import service_settings
 
 
 def _names(kind: str, value: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -93,12 +92,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     limits.add_argument("--tenant", required=True, type=lambda v: _names("tenant", v)[0])
     _limit_flags(limits)
     return parser.parse_args(argv)
-
-
-def auth_settings(config: Path) -> AuthSettings:
-    """The auth settings of the `rag` app in a Serve config (with RAG_SERVICE__* applied)."""
-    _, app = read_rag_app(config)
-    return service_settings(app.get("args") or {}).auth
 
 
 def open_store(settings: AuthSettings) -> KeyAdmin:
@@ -165,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, open the store, run; one error line and exit 2 on bad input."""
     args = parse_args(argv)
     try:
-        store = open_store(auth_settings(args.config))
+        store = open_store(rag_app_settings(args.config).auth)
     except (OSError, KeyError, StopIteration, yaml.YAMLError) as exc:
         print(f"error: cannot read the store from {args.config}: {exc}", file=sys.stderr)
         return 2

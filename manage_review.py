@@ -23,12 +23,11 @@ import yaml
 from pydantic import ValidationError
 
 from deployments.feedback_store import ledger_path
-from deployments.launch import read_rag_app
-from ragcore.feedback.ledger import SqliteFeedback
+from deployments.launch import rag_app_settings
+from ragcore.feedback.ledger import SqliteFeedback, only_item
 from utils.auth_settings import NAME_RE
-from utils.errors import InputError, validation_line
+from utils.errors import InputError, NotFoundError, RequestRejectedError, validation_line
 from utils.paths import PROJECT_ROOT
-from utils.settings import ServiceSettings, service_settings
 
 
 def _tenant(value: str) -> str:
@@ -65,27 +64,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_of(config: Path) -> ServiceSettings:
-    """The settings of the `rag` app in a Serve config (with RAG_SERVICE__* applied)."""
-    _, app = read_rag_app(config)
-    return service_settings(app.get("args") or {})
-
-
-def _one(ledger: SqliteFeedback, args: argparse.Namespace) -> tuple[str, int]:
-    """The tenant of the queued item `args.request_id`; exit code 2 with a line when none or
-    several."""
-    found = ledger.queue(args.tenant, "all", 2, args.request_id)
-    if not found:
-        print(f"error: no review item {args.request_id!r} (see `manage_review.py list`)",
-              file=sys.stderr)  # fmt: skip
-        return "", 2
-    if len(found) > 1:
-        print(f"error: request id {args.request_id!r} is used by several tenants; add --tenant",
-              file=sys.stderr)  # fmt: skip
-        return "", 2
-    return found[0].record.tenant, 0
-
-
 def run(args: argparse.Namespace, ledger: SqliteFeedback) -> int:
     """Carry out one command."""
     if args.command == "list":
@@ -94,12 +72,15 @@ def run(args: argparse.Namespace, ledger: SqliteFeedback) -> int:
     elif args.command == "stats":
         print(json.dumps({"pending": ledger.pending(), "ratings": ledger.counts()}))
     else:
-        tenant, code = _one(ledger, args)
-        if code:
-            return code
-        if args.command == "show":
-            item = ledger.queue(tenant, "all", 1, args.request_id)[0]
-        else:
+        try:
+            item = only_item(ledger.queue(args.tenant, "all", 2, args.request_id),
+                             args.request_id)  # fmt: skip
+        except (NotFoundError, RequestRejectedError) as exc:
+            print(f"error: {exc} (see `manage_review.py list`; --tenant names one)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        if args.command == "mark":
+            tenant = item.record.tenant
             marked = ledger.mark(tenant, args.request_id, args.by or getpass.getuser(), args.note)
             assert marked is not None
             item = marked
@@ -111,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, open the ledger, run; one error line and exit 2 on bad input."""
     args = parse_args(argv)
     try:
-        config = settings_of(args.config)
+        config = rag_app_settings(args.config)
         path = ledger_path(config)
         if not path.exists():
             print(f"error: no review queue yet at {path} (the service creates it when it "

@@ -19,7 +19,7 @@ import yaml
 
 from utils.errors import InputError
 from utils.paths import PROJECT_ROOT
-from utils.settings import ServiceSettings, deep_merge
+from utils.settings import ServiceSettings, deep_merge, service_settings
 
 APP_NAME = "rag"
 # A deployment can go DEPLOY_FAILED or UNHEALTHY for a moment while Serve replaces a replica
@@ -38,6 +38,13 @@ def read_rag_app(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise InputError(f"{path} is not a Serve config with an application named "
                          f"'{APP_NAME}' under `applications` (see serve_config.yaml)")  # fmt: skip
     return config, app
+
+
+def rag_app_settings(path: Path) -> ServiceSettings:
+    """The settings of the `rag` app in a Serve config (with RAG_SERVICE__* applied), as the
+    admin CLIs read them."""
+    _, app = read_rag_app(path)
+    return service_settings(app.get("args") or {})
 
 
 def load_serve_config(

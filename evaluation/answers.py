@@ -81,10 +81,15 @@ def is_refusal(response: dict[str, Any]) -> bool:
     return status in _REFUSAL_STATUSES or bool(_REFUSAL_RE.search(str(response.get("answer", ""))))
 
 
+def base_url(url: str) -> str:
+    """The service root of `url`, given as the root or as its /ask URL."""
+    url = url.rstrip("/")
+    return url.removesuffix("/ask")
+
+
 def ask_url(url: str) -> str:
     """The /ask endpoint of a base URL (an /ask URL is kept)."""
-    url = url.rstrip("/")
-    return url if url.endswith("/ask") else url + "/ask"
+    return base_url(url) + "/ask"
 
 
 def chat_url(url: str) -> str:

@@ -9,17 +9,11 @@ from typing import Any
 
 import httpx
 
-from evaluation.answers import evaluate_answers
+from evaluation.answers import base_url, evaluate_answers
 from evaluation.metrics import hit_at_k, mean, reciprocal_rank
 from evaluation.retrieval import QAItem
 from utils.errors import InputError
 from utils.urls import page_key
-
-
-def base_url(url: str) -> str:
-    """The service root of `url` (given as the root or as its /ask URL)."""
-    url = url.rstrip("/")
-    return url[: -len("/ask")] if url.endswith("/ask") else url
 
 
 def listed_variants(url: str, headers: dict[str, str], timeout: float) -> list[str]:

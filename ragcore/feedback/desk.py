@@ -10,10 +10,10 @@ from dataclasses import replace
 from typing import Any
 
 from ragcore.buffered_log import BufferedLog
-from ragcore.feedback.ledger import ReviewStatus, SqliteFeedback
+from ragcore.feedback.ledger import ReviewStatus, SqliteFeedback, only_item
 from ragcore.feedback.records import AnswerRecord, Feedback, FeedbackOutcome, ReviewItem
 from ragcore.metrics import MetricsSink, NullMetrics
-from utils.errors import NotFoundError, RequestRejectedError, UnavailableError
+from utils.errors import NotFoundError, UnavailableError
 from utils.feedback_settings import FeedbackSettings
 from utils.logs import get_logger
 
@@ -99,13 +99,9 @@ class FeedbackDesk:
                    ) -> ReviewItem:  # fmt: skip
         """Mark a queued answer reviewed. NotFoundError when it is not queued;
         RequestRejectedError when `tenant` is None and two tenants used the request id."""
-        if tenant is None:
-            found = await self.queue(None, "all", 2, request_id)
-            if len(found) > 1:
-                raise RequestRejectedError(f"request_id {request_id!r} is used by more than "
-                                           "one tenant; name the tenant")  # fmt: skip
-            tenant = found[0].record.tenant if found else ""
-        item: ReviewItem | None = await self._ledger("mark", tenant, request_id, reviewer, note)
+        found = await self.queue(tenant, "all", 2, request_id)
+        owner = only_item(found, request_id).record.tenant
+        item: ReviewItem | None = await self._ledger("mark", owner, request_id, reviewer, note)
         if item is None:
             raise NotFoundError(f"no review item with request_id {request_id!r}")
         return item

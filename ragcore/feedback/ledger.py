@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragcore.feedback.records import AnswerRecord, Feedback, FeedbackOutcome, ReviewItem
+from utils.errors import NotFoundError, RequestRejectedError
 from utils.sqlite_wal import open_wal
 
 ReviewStatus = Literal["pending", "reviewed", "all"]
@@ -163,6 +164,17 @@ class SqliteFeedback:
                 "r.tenant = answers.tenant AND r.request_id = answers.request_id) AND NOT "
                 "EXISTS (SELECT 1 FROM feedback f WHERE f.tenant = answers.tenant AND "
                 "f.request_id = answers.request_id)", (now - self.retain_s,))  # fmt: skip
+
+
+def only_item(found: list[ReviewItem], request_id: str) -> ReviewItem:
+    """The one review item of `found` (a queue lookup by request id, limit 2): NotFoundError
+    when there is none, RequestRejectedError when two tenants used the request id."""
+    if not found:
+        raise NotFoundError(f"no review item with request_id {request_id!r}")
+    if len(found) > 1:
+        raise RequestRejectedError(f"request_id {request_id!r} is used by more than one "
+                                   "tenant; name the tenant")  # fmt: skip
+    return found[0]
 
 
 def _item(row: tuple[Any, ...]) -> ReviewItem:

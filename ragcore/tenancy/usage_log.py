@@ -20,6 +20,3 @@ class UsageLog(BufferedLog[UsageRecord]):
 
         super().__init__(store.record, settings.usage_flush_s, settings.store_timeout_s * 5,
                          failed, "usage", MAX_BUFFERED_RECORDS)  # fmt: skip
-        self.store = store
-        self.settings = settings
-        self.metrics = metrics
