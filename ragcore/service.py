@@ -13,7 +13,8 @@ from typing import Any
 
 from ragcore.answer_pipeline import AnswerPipeline, Generated
 from ragcore.answering import AnswerPolicy, AskOptions
-from ragcore.cache.answer_cache import AnswerCache
+from ragcore.cache.answer_cache import AnswerCache, CacheHit
+from ragcore.cache.keys import CacheScope
 from ragcore.cache.plan_cache import PlanCache
 from ragcore.engines import EnginePool
 from ragcore.feedback.desk import FeedbackDesk
@@ -64,6 +65,11 @@ class Asked:
     tenant: str | None
     route: str
     request_id: str
+
+    @property
+    def path(self) -> str:
+        """The HTTP path the guard settings name ("ask_stream" is /ask/stream)."""
+        return "/" + self.route.replace("_", "/")
 
 
 class RAGService:
@@ -268,16 +274,25 @@ class RAGService:
                       ) -> AsyncIterator[AnswerEvent]:  # fmt: skip
         start = time.perf_counter()
         plan = asked.plan
+        scope = self._cache_scope(asked)
+        cleared = None
+        if scope is not None and self.guards is not None and self.cache is not None:
+            # An exact hit is served before the injection check (GuardPipeline.cleared).
+            cleared = self.guards.cleared(asked.question, asked.path, asked.tenant)
+            hit = await self.cache.exact(scope, asked.question) if cleared else None
+            if hit is not None:
+                for event in self._served(asked, asked.question, hit, cleared, None, start):
+                    yield event
+                return
         shield = await self._shield(asked)  # a 400 before anything else
         question = shield.question.text if shield else asked.question
-        scope = self.cache.scope(plan, asked.tenant) if self.cache is not None else None
         vector = None
         if self.cache is not None and scope is not None:
-            hit, vector = await self.cache.lookup(scope, question, plan.searcher)
+            tried = cleared is not None and question == asked.question
+            hit, vector = await self.cache.lookup(scope, question, plan.searcher, not tried)
             if hit is not None:
-                answer = self.cache.answer(hit, plan, start)
-                yield AnswerToken(answer.text)
-                yield self._done(asked, question, answer, shield, vector)
+                for event in self._served(asked, question, hit, shield, vector, start):
+                    yield event
                 return
         final: Generated | None = None
         making = self.pipeline.generated(question, plan, shield, budget, start, asked.route,
@@ -289,10 +304,25 @@ class RAGService:
                 yield AnswerToken(item)
         assert final is not None
         answer = final.answer
-        if self.cache is not None and scope is not None:
+        if self.cache is not None and scope is not None and not (shield and shield.question.flags):
             # Stored before the answer is sent: the next request, on any replica, finds it.
+            # Never a flagged question's: a hit skips the guards that flagged it.
             await self.cache.store(scope, final.outcome, question, answer)
         yield self._done(asked, question, answer, shield, final.outcome.vector)
+
+    def _cache_scope(self, asked: Asked) -> CacheScope | None:
+        """The request's cache scope, with the fingerprint of the guards it passes."""
+        if self.cache is None:
+            return None
+        guards = self.guards.fingerprint(asked.path, asked.tenant) if self.guards else ""
+        return self.cache.scope(asked.plan, asked.tenant, guards)
+
+    def _served(self, asked: Asked, question: str, hit: CacheHit, shield: GuardSession | None,
+                vector: Any, start: float) -> list[AnswerEvent]:  # fmt: skip
+        """The events of an answer served from the cache."""
+        assert self.cache is not None
+        answer = self.cache.answer(hit, asked.plan, start)
+        return [AnswerToken(answer.text), self._done(asked, question, answer, shield, vector)]
 
     def _done(self, asked: Asked, question: str, answer: Answer, shield: GuardSession | None,
               vector: Any) -> AnswerDone:  # fmt: skip
@@ -340,9 +370,8 @@ class RAGService:
         runs the encoder."""
         if self.guards is None:
             return None
-        path = "/" + asked.route.replace("_", "/")
         try:
-            return await asyncio.to_thread(self.guards.session, asked.question, path,
+            return await asyncio.to_thread(self.guards.session, asked.question, asked.path,
                                            asked.tenant)  # fmt: skip
         except GuardRefusalError as exc:
             if self.feedback is not None:

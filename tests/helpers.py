@@ -68,10 +68,12 @@ class ScriptedGenerator:
         self.closed = False
         self.last_messages: list[dict[str, str]] = []
         self.last_params: DecodingParams | None = None
+        self.calls = 0  # generations started
 
     async def generate(self, messages: list[dict[str, str]], params: DecodingParams) -> Generation:
         self.last_messages = messages
         self.last_params = params
+        self.calls += 1
         if self.fail:
             raise ConnectionError("engine down")
         return Generation(self.text, prompt_tokens=100, completion_tokens=7)
@@ -81,6 +83,7 @@ class ScriptedGenerator:
     ) -> AsyncIterator[GenerationDelta]:
         self.last_messages = messages
         self.last_params = params
+        self.calls += 1
         if self.fail:
             raise ConnectionError("engine down")
         try:

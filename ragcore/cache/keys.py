@@ -35,6 +35,7 @@ class CacheScope:
     decoding: str  # the DecodingParams, as text
     retrieval: str  # the fusion settings, as JSON
     top_k: int
+    guards: str = ""  # GuardPipeline.fingerprint: stored answers passed these guards
 
     @property
     def digest(self) -> str:

@@ -21,21 +21,27 @@ class PlanCache:
         self.cache = cache
         self.settings = settings
 
-    def scope(self, plan: Plan, tenant: str | None) -> CacheScope | None:
-        """The cache scope of this request; None when it must not be cached (no index yet)."""
+    def scope(self, plan: Plan, tenant: str | None, guards: str = "") -> CacheScope | None:
+        """The cache scope of this request (`guards`: the guard fingerprint of its route and
+        tenant); None when it must not be cached (no index yet)."""
         version = plan.searcher.live_version()
         if version is None:
             return None
         model = self.settings.engine_settings(plan.variant.engine).model_id
         return CacheScope(tenant or "", plan.collection, version, plan.variant.label, model,
                           plan.template.version, repr(plan.params),
-                          plan.retrieval.model_dump_json(), plan.k)  # fmt: skip
+                          plan.retrieval.model_dump_json(), plan.k, guards)  # fmt: skip
+
+    async def exact(self, scope: CacheScope, question: str) -> CacheHit | None:
+        """The exact tier alone."""
+        return await self.cache.exact(scope, question)
 
     async def lookup(
-        self, scope: CacheScope, question: str, searcher: Searcher
+        self, scope: CacheScope, question: str, searcher: Searcher, exact: bool = True
     ) -> tuple[CacheHit | None, Any]:
-        """A cache hit, else None and the question's embedding (which the search reuses)."""
-        hit = await self.cache.exact(scope, question)
+        """A cache hit, else None and the question's embedding (which the search reuses);
+        `exact` False when the exact tier already missed for this question."""
+        hit = await self.cache.exact(scope, question) if exact else None
         if hit is not None or not self.cache.settings.semantic:
             return hit, None
         vector = await searcher.embed(question)

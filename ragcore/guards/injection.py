@@ -7,6 +7,7 @@ dev set only; `injection_head.npz` holds its weights, threshold and how it was m
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -52,6 +53,13 @@ class InjectionHead:
     def scores(self, x: np.ndarray) -> np.ndarray:
         """P(attack) for each row of features."""
         return np.asarray(1.0 / (1.0 + np.exp(-(x @ self.coef + self.intercept))))
+
+    @property
+    def digest(self) -> str:
+        """What identifies this head: its weights and threshold (a retrained head is another)."""
+        raw = np.asarray(self.coef, dtype=np.float32).tobytes()
+        raw += np.asarray([self.intercept, self.threshold], dtype=np.float32).tobytes()
+        return hashlib.sha256(raw).hexdigest()[:16]
 
     def save(self, path: Path) -> None:
         """Write the head (float32 weights and a JSON description)."""

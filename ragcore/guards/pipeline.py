@@ -115,6 +115,26 @@ class GuardPipeline:
         """`text` with its PII redacted, for what is stored (a refused question, a comment)."""
         return text if self.redactor is None else self.redactor.redact(text).text
 
+    def fingerprint(self, route: str, tenant: str | None) -> str:
+        """What the verdict on a question depends on besides its text: the actions for this
+        route and tenant and the detectors. Cached answers are keyed by it."""
+        head = self.detector.head.digest if self.detector is not None else "-"
+        actions = self.settings.actions_for(route, tenant).model_dump_json()
+        return f"{actions}|{head}|{self.redactor is not None}"
+
+    def cleared(self, text: str, route: str, tenant: str | None) -> GuardSession | None:
+        """A session for serving a stored answer to this question without the injection check
+        (the encoder pass most of a cache hit's time would be); None when it holds PII, which
+        takes the full screening. Safe because only answers to questions that passed every
+        guard unflagged are stored, keyed by `fingerprint` and the screened text: a hit means
+        an equal text (up to case, spacing and end punctuation) was cleared under the same
+        guards, and what it serves is that stored answer, so nothing new reaches the model."""
+        actions = self.settings.actions_for(route, tenant)
+        redactor = self.redactor if actions.pii != "off" else None
+        if redactor is not None and redactor.redact(text).entities:
+            return None
+        return GuardSession(self, ScreenedQuestion(text, actions), tenant)
+
     def session(self, text: str, route: str, tenant: str | None) -> GuardSession:
         """Screen a question (may raise GuardRefusalError) and start its generation's guards."""
         return GuardSession(self, self.screen_question(text, route, tenant), tenant)
