@@ -141,7 +141,8 @@ class ServeMetrics:
         )  # fmt: skip
         self._shadow = metrics.Counter(
             "rag_shadow_requests", description="Shadow copies by variant and outcome "
-            "(compared, failed, dropped: over shadow_max_in_flight).",
+            "(compared, failed, preempted: live traffic came back, dropped: queue full, "
+            "expired: waited over shadow_max_wait_s).",
             tag_keys=("variant", "outcome"),
         )  # fmt: skip
         unit = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0]

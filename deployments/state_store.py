@@ -42,6 +42,13 @@ class ActorCacheStore:
     async def clear_rollback(self, label: str) -> None:
         await self.actor.clear_rollback.remote(label)
 
+    async def beat(self, member: str, value: bytes) -> None:
+        await self.actor.beat.remote(member, value)
+
+    async def beats(self) -> dict[str, bytes]:
+        found: dict[str, bytes] = await self.actor.beats.remote()
+        return found
+
 
 def actor_name(state_dir: Path) -> str:
     """One cache per state directory, as for the tenant store."""

@@ -35,6 +35,7 @@ from ragcore.protocols import (
 )
 from ragcore.token_count import byte_bound
 from ragcore.variants.experiments import Experiments
+from ragcore.variants.live_board import LiveBoard
 from ragcore.variants.shadow import LiveResult, ShadowTraffic
 from ragcore.warmup import GeneratorWarmth
 from utils.errors import (
@@ -105,8 +106,10 @@ class RAGService:
         self.experiments = experiments or Experiments(settings.variants, metrics=self.metrics)
         self.feedback = feedback
         log_path = Path(settings.auth.state_dir) / settings.variants.shadow_log
+        # Replicas publish their live traffic where they share canary rollbacks.
+        board = LiveBoard(self.experiments.store, settings.variants)
         self.shadows = shadows or ShadowTraffic(settings.variants, log_path, self.metrics,
-                                                searcher.embed)  # fmt: skip
+                                                searcher.embed, board=board)  # fmt: skip
         self.warmth = GeneratorWarmth(generator, settings.generator)
         self.runner = EngineRunner(self.engines, self.policy, settings, self.metrics,
                                    self.warmth, count_tokens)  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import numpy as np
 import redis
+import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -29,6 +30,7 @@ from ragcore.feedback.desk import FeedbackDesk, local_ledger
 from ragcore.feedback.ledger import SqliteFeedback
 from ragcore.index_format import publish
 from ragcore.index_manager import IndexManager
+from ragcore.metrics import NullMetrics
 from ragcore.protocols import DecodingParams, Generation, GenerationDelta, Readiness
 from ragcore.search import SearchEngine
 from ragcore.service import RAGService
@@ -57,6 +59,16 @@ class HashEmbedder:
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         return np.stack([hash_vector(t) for t in texts])
+
+
+class RecordingMetrics(NullMetrics):
+    """Metrics that keep the shadow outcomes, in order."""
+
+    def __init__(self) -> None:
+        self.shadows: list[tuple[str, str]] = []
+
+    def shadow(self, variant: str, outcome: str) -> None:
+        self.shadows.append((variant, outcome))
 
 
 class ScriptedGenerator:
@@ -313,6 +325,70 @@ class RedisServer:
         """Stop and start again, on the same port and directory."""
         self.stop()
         return self.start()
+
+
+class PrometheusServer:
+    """A real Prometheus (Debian's package) on a free loopback port, with ops/prometheus.yml
+    as shipped except a 1 s scrape interval and `targets` for its static job; its data in
+    `directory`."""
+
+    def __init__(self, directory: Path, targets: list[str]) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.targets = targets
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> PrometheusServer:
+        """Start it and wait until it is ready."""
+        config = yaml.safe_load((PROJECT_ROOT / "ops" / "prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+        for job in config["scrape_configs"]:
+            for static in job.get("static_configs", []):
+                static["targets"] = self.targets
+        path = self.directory / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        command = ["prometheus", f"--config.file={path}",
+                   f"--storage.tsdb.path={self.directory / 'data'}",
+                   f"--web.listen-address=127.0.0.1:{self.port}"]  # fmt: skip
+        with (self.directory / "prometheus.log").open("wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self._ready, 60, f"prometheus on port {self.port}")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            log = (self.directory / "prometheus.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"prometheus exited with {self.process.returncode}:\n{log}")
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def query(self, expr: str) -> dict[str, Any]:
+        """The HTTP API's answer to an instant query (its `status`, `data` or `error`)."""
+        response = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10)
+        return dict(response.json())
+
+    def targets_up(self) -> dict[str, list[str]]:
+        """Scrape job -> the health of each of its active targets."""
+        active = httpx.get(f"{self.url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        jobs: dict[str, list[str]] = {}
+        for target in active:
+            jobs.setdefault(target["labels"]["job"], []).append(target["health"])
+        return jobs
+
+    def stop(self) -> None:
+        """SIGTERM, and wait for it to exit."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
 
 
 def sse_events(

@@ -161,15 +161,39 @@ class VariantsSettings(BaseModel):
         default="shadow.jsonl", description="Comparison log, under auth.state_dir."
     )
     shadow_max_in_flight: int = Field(
-        default=4, ge=1, le=1000, description="Shadow runs at once; more are skipped, not queued."
+        default=4, ge=1, le=1000, description="Shadow runs at once per replica."
     )
     shadow_max_live_in_flight: int = Field(
         default=0, ge=0, le=1000,
-        description="Shadow copies start, and keep running, only while a replica has at most "
-        "this many other live requests in flight; a busier replica drops new copies and "
-        "cancels running ones. 0: copies use idle capacity only, so they never slow a user "
-        "(and a saturated replica shadows nothing); more trades live latency for coverage.",
+        description="Shadow copies start, and keep running, only while the whole app (every "
+        "Ingress replica) has at most this many live requests in flight; a busier app cancels "
+        "running copies. 0: copies use idle capacity only (no live request for "
+        "`shadow_idle_s`), so they never run beside a user's request; more trades live "
+        "latency for coverage.",
     )  # fmt: skip
+    shadow_idle_s: float = Field(
+        default=0.5, ge=0, le=60,
+        description="With shadow_max_live_in_flight 0: how long the app must have had no live "
+        "request before a copy starts (longer than the gap between a user's requests).",
+    )  # fmt: skip
+    shadow_max_queued: int = Field(
+        default=32, ge=1, le=10_000,
+        description="Copies waiting for idle capacity per replica; beyond it the oldest is "
+        "dropped (counted).",
+    )  # fmt: skip
+    shadow_max_wait_s: float = Field(
+        default=300, gt=0, le=86_400, description="A copy waiting longer is dropped (counted)."
+    )
+    shadow_poll_s: float = Field(
+        default=0.1, gt=0, le=5,
+        description="How often replicas publish and read the app's live traffic (shared "
+        "store) while shadows are configured.",
+    )  # fmt: skip
+
+    @property
+    def has_shadows(self) -> bool:
+        """Whether any variant is a shadow (else nothing is queued or published)."""
+        return any(v.role == "shadow" for v in self.items)
 
     @model_validator(mode="after")
     def _consistent(self) -> VariantsSettings:

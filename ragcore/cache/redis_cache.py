@@ -11,11 +11,14 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ragcore.cache.store import BEAT_TTL_S
 from utils.variant_settings import CacheSettings
 
 PREFIX = "rag:cache:"
 ORDER = PREFIX + "order"  # zset: answer key -> insertion time (ms)
 ROLLBACKS = PREFIX + "rollbacks"  # hash: variant label -> reason
+BEATS = PREFIX + "beats"  # hash: replica -> its live traffic (LiveBoard)
+BEAT_TIMES = PREFIX + "beat-times"  # zset: replica -> its last beat (s), to forget dead ones
 
 PUT = """
 local answer_key, order, scope_key = KEYS[1], KEYS[2], KEYS[3]
@@ -39,6 +42,25 @@ end
 return 1
 """
 
+# Both keys expire when every replica has gone; a replica silent for the TTL is forgotten.
+BEAT = """
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], t[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+BEATS_READ = """
+local t = redis.call('TIME')
+local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t[1] - tonumber(ARGV[1]))
+if #gone > 0 then
+  redis.call('HDEL', KEYS[1], unpack(gone))
+  redis.call('ZREM', KEYS[2], unpack(gone))
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
 
 def _bytes(value: bytes | str) -> bytes:
     """A reply as bytes (the client is made without decode_responses: answers are bytes)."""
@@ -56,6 +78,8 @@ class RedisCacheStore:
             socket_connect_timeout=settings.store_timeout_s, retry=Retry(NoBackoff(), 0),
         )  # fmt: skip
         self._put = self._redis.register_script(PUT)
+        self._beat = self._redis.register_script(BEAT)
+        self._beats = self._redis.register_script(BEATS_READ)
 
     async def get(self, key: str) -> bytes | None:
         value = await self._redis.get(PREFIX + "a:" + key)
@@ -80,3 +104,10 @@ class RedisCacheStore:
 
     async def clear_rollback(self, label: str) -> None:
         await self._redis.hdel(ROLLBACKS, label)
+
+    async def beat(self, member: str, value: bytes) -> None:
+        await self._beat(keys=[BEATS, BEAT_TIMES], args=[member, value, int(BEAT_TTL_S)])
+
+    async def beats(self) -> dict[str, bytes]:
+        flat = await self._beats(keys=[BEATS, BEAT_TIMES], args=[int(BEAT_TTL_S)])
+        return {_bytes(flat[i]).decode(): _bytes(flat[i + 1]) for i in range(0, len(flat), 2)}

@@ -12,6 +12,8 @@ from typing import Protocol
 
 from utils.variant_settings import CacheSettings
 
+BEAT_TTL_S = 60.0  # a replica's published state is forgotten after this long without a beat
+
 
 class CacheStore(Protocol):
     """What the answer cache needs from the shared store (also the canary rollbacks, which
@@ -33,6 +35,12 @@ class CacheStore(Protocol):
 
     async def clear_rollback(self, label: str) -> None: ...
 
+    async def beat(self, member: str, value: bytes) -> None:
+        """Publish a replica's state (`LiveBoard`)."""
+
+    async def beats(self) -> dict[str, bytes]:
+        """Every replica's last published state (members silent for BEAT_TTL_S are gone)."""
+
 
 class MemoryCache:
     """The store's logic in one process (synchronous; the embedded actor serialises calls)."""
@@ -43,6 +51,7 @@ class MemoryCache:
         self._values: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._scopes: dict[str, tuple[float, deque[bytes]]] = {}
         self._rollbacks: dict[str, str] = {}
+        self._beats: dict[str, tuple[float, bytes]] = {}
 
     def get(self, key: str) -> bytes | None:
         found = self._values.get(key)
@@ -84,6 +93,14 @@ class MemoryCache:
     def clear_rollback(self, label: str) -> None:
         self._rollbacks.pop(label, None)
 
+    def beat(self, member: str, value: bytes) -> None:
+        self._beats[member] = (self.clock(), value)
+
+    def beats(self) -> dict[str, bytes]:
+        oldest = self.clock() - BEAT_TTL_S
+        self._beats = {m: b for m, b in self._beats.items() if b[0] >= oldest}
+        return {m: b[1] for m, b in self._beats.items()}
+
 
 class LocalCacheStore:
     """The `CacheStore` protocol over a `MemoryCache` in this process (tests, one-process
@@ -109,3 +126,9 @@ class LocalCacheStore:
 
     async def clear_rollback(self, label: str) -> None:
         self.cache.clear_rollback(label)
+
+    async def beat(self, member: str, value: bytes) -> None:
+        self.cache.beat(member, value)
+
+    async def beats(self) -> dict[str, bytes]:
+        return self.cache.beats()

@@ -1,7 +1,8 @@
 """Shadow traffic: a sampled copy of live requests runs on a shadow variant after the live
 answer is sent, and the two are compared (retrieval overlap at k, answer similarity, latency)
 into metrics and a JSONL log. Never shown to the user, and by default never beside a live request:
-copies run only while this replica is idle, and a live request that arrives cancels them.
+copies wait until the whole app is idle (`LiveBoard`), and live traffic that comes back cancels
+them.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import numpy as np
 
 from ragcore.metrics import MetricsSink, NullMetrics, elapsed_ms
 from ragcore.protocols import Answer, Hit, SearchOutcome
+from ragcore.variants.live_board import LiveBoard
 from utils.logs import get_logger
 from utils.variant_settings import VariantSettings, VariantsSettings
 
@@ -79,8 +82,21 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return 0.0 if norm == 0 else float(np.dot(a, b) / norm)
 
 
+@dataclass
+class _Copy:
+    """A shadow copy waiting for idle capacity."""
+
+    variant: VariantSettings
+    run: Callable[[], Awaitable[ShadowResult]]
+    live: LiveResult
+    queued_at: float
+    attempts: int = 0
+
+
 class ShadowTraffic:
-    """Samples, runs, compares and logs shadow copies of live requests (one per replica)."""
+    """Samples, queues, runs, compares and logs shadow copies of live requests (one per
+    replica). Copies wait in a bounded queue until the whole app is idle (`LiveBoard`) and are
+    cancelled when live traffic comes back; a cancelled copy is tried once more."""
 
     def __init__(
         self,
@@ -89,57 +105,86 @@ class ShadowTraffic:
         metrics: MetricsSink | None = None,
         embed: Embed | None = None,
         sample: Callable[[], float] = random.random,
+        board: LiveBoard | None = None,
     ) -> None:
         self.settings = settings
         self.log_path = log_path
         self.metrics = metrics or NullMetrics()
         self.embed = embed
         self.sample = sample
-        self.live_in_flight = 0
+        self.board = board or LiveBoard(None, settings)
+        self._queue: deque[_Copy] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._worker: asyncio.Task[None] | None = None
 
     def update(self, settings: VariantsSettings) -> None:
         """New variants from a `user_config` change (running copies finish)."""
         self.settings = settings
+        self.board.settings = settings
 
     def live_started(self) -> None:
-        """A live request began: above the live limit, running copies are cancelled."""
-        self.live_in_flight += 1
-        if self.live_in_flight > self.settings.shadow_max_live_in_flight:
+        """A live request began here: above the live limit, running copies are cancelled at
+        once (other replicas see it on the board)."""
+        self.board.started()
+        if self.board.in_flight > self.settings.shadow_max_live_in_flight:
             for task in list(self._tasks):
                 task.cancel()
 
     def live_finished(self) -> None:
         """A live request ended (however it ended)."""
-        self.live_in_flight -= 1
+        self.board.finished()
 
     def variants(self, live: str = "") -> list[VariantSettings]:
-        """The shadow variants a request served by `live` (name@version) is copied to: sampled,
-        only with room, and never the variant that served it (a forced shadow variant)."""
-        chosen = [v for v in self.settings.items if v.role == "shadow" and v.label != live
-                  and self.sample() < v.shadow_sample]  # fmt: skip
-        # Called by the live request that ends: it does not count against the copies.
-        busy = self.live_in_flight - 1 > self.settings.shadow_max_live_in_flight
-        room = 0 if busy else max(self.settings.shadow_max_in_flight - len(self._tasks), 0)
-        for variant in chosen[room:]:
-            self.metrics.shadow(variant.label, "dropped")
-        return chosen[:room]
+        """The shadow variants a request served by `live` (name@version) is copied to:
+        sampled, and never the variant that served it (a forced shadow variant)."""
+        return [v for v in self.settings.items if v.role == "shadow" and v.label != live
+                and self.sample() < v.shadow_sample]  # fmt: skip
 
     def copy(self, variant: VariantSettings, run: Callable[[], Awaitable[ShadowResult]],
              live: LiveResult) -> None:  # fmt: skip
-        """Start the shadow run (fire-and-forget); its comparison is logged when it ends."""
-        task = asyncio.get_running_loop().create_task(self._run(variant, run, live))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Queue the shadow run (fire-and-forget); it starts when the app is idle and its
+        comparison is logged when it ends. A full queue drops its oldest copy."""
+        self._queue.append(_Copy(variant, run, live, time.monotonic()))
+        while len(self._queue) > self.settings.shadow_max_queued:
+            self.metrics.shadow(self._queue.popleft().variant.label, "dropped")
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._work())
 
-    async def _run(self, variant: VariantSettings, run: Callable[[], Awaitable[ShadowResult]],
-                   live: LiveResult) -> None:  # fmt: skip
+    async def _work(self) -> None:
+        """Start queued copies while the app is idle; cancel running ones when it is not."""
+        limit = self.settings.shadow_max_live_in_flight
+        while self._queue or self._tasks:
+            self._expire()
+            if await self.board.busy(limit):
+                for task in list(self._tasks):
+                    task.cancel()
+                # Busy now: idle is at least shadow_idle_s away.
+                await asyncio.sleep(max(self.settings.shadow_poll_s, self.settings.shadow_idle_s))
+                continue
+            if self._queue and len(self._tasks) < self.settings.shadow_max_in_flight:
+                item = self._queue.popleft()
+                task = asyncio.get_running_loop().create_task(self._run(item))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await asyncio.sleep(self.settings.shadow_poll_s)
+
+    def _expire(self) -> None:
+        """Drop copies that waited longer than shadow_max_wait_s."""
+        oldest = time.monotonic() - self.settings.shadow_max_wait_s
+        while self._queue and self._queue[0].queued_at < oldest:
+            self.metrics.shadow(self._queue.popleft().variant.label, "expired")
+
+    async def _run(self, item: _Copy) -> None:
+        variant, live = item.variant, item.live
         start = time.perf_counter()
         try:
-            result = await run()
+            result = await item.run()
             comparison = await self._compare(variant, live, result, elapsed_ms(start))
         except asyncio.CancelledError:
             self.metrics.shadow(variant.label, "preempted")
+            item.attempts += 1
+            if item.attempts < 2:
+                self._queue.appendleft(item)  # its turn again at the next idle moment
             return
         except Exception as exc:
             self.metrics.shadow(variant.label, "failed")
@@ -173,7 +218,9 @@ class ShadowTraffic:
         await asyncio.to_thread(_append_line, self.log_path, line)
 
     async def drain(self) -> None:
-        """Wait for the running copies (tests, shutdown)."""
+        """Wait until every queued copy has run or been dropped (tests, shutdown)."""
+        while self._worker is not None and not self._worker.done():
+            await asyncio.gather(self._worker, return_exceptions=True)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 

@@ -19,7 +19,15 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import RedisServer, all_ready, build_collections, free_port, wait_for
+from tests.deployments.test_dashboard import dashboard_queries
+from tests.helpers import (
+    PrometheusServer,
+    RedisServer,
+    all_ready,
+    build_collections,
+    free_port,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.vllm]
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +41,7 @@ class Tenants:
     config: Path  # a Serve config naming the embedded app's state dir, for manage_keys.py
     redis_config: Path
     redis: RedisServer
+    metrics_port: int  # Ray's Prometheus endpoint of this node
 
 
 def _config(path: Path, auth: dict[str, Any]) -> Path:
@@ -73,7 +82,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Itera
         every=2.0,
     )
     yield Tenants(url, f"{url}/r", _config(work / "embedded.yaml", embedded),
-                  _config(work / "redis.yaml", on_redis), redis)  # fmt: skip
+                  _config(work / "redis.yaml", on_redis), redis, ray_session)  # fmt: skip
     serve.shutdown()
     redis.stop()
 
@@ -106,6 +115,42 @@ def test_401_403_and_429_with_their_headers(tenants: Tenants) -> None:
     assert refused.headers["x-ratelimit-limit"] == "3"
     assert refused.headers["x-ratelimit-remaining"] == "0"
     assert 1 <= int(refused.headers["retry-after"]) <= 60
+
+
+def test_a_real_prometheus_scrapes_the_custom_metrics(tenants: Tenants, tmp_path: Path) -> None:
+    """ops/prometheus.yml in a real Prometheus: stage latencies, TTFT, tokens and tenants have
+    data through its HTTP API, every dashboard query is valid PromQL, and serving goes on
+    while Prometheus is down."""
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus is not installed (make setup installs it)")
+    prometheus = PrometheusServer(tmp_path / "prometheus", [f"127.0.0.1:{tenants.metrics_port}"])
+    prometheus.start()
+    try:
+        key = _key(tenants.config, "watched")
+        asked = httpx.post(f"{tenants.url}/ask", json={"question": "How do replicas scale?"},
+                           headers=_auth(key), timeout=300)  # fmt: skip
+        assert asked.status_code == 200 and _search(tenants.url, key).status_code == 200
+        expected = [
+            "sum(ray_rag_stage_latency_ms_count)",
+            "sum(ray_rag_time_to_first_token_ms_count)",
+            "sum(ray_rag_completion_tokens_total)",
+            'sum(ray_rag_tenant_requests_total{tenant="watched"})',
+            'sum(ray_rag_tenant_tokens_total{tenant="watched"})',
+        ]
+
+        def scraped(expr: str) -> bool:
+            result = prometheus.query(expr)["data"]["result"]
+            return bool(result) and float(result[0]["value"][1]) > 0
+
+        for expr in expected:  # Ray exports every few seconds, Prometheus scrapes every 1 s
+            wait_for(lambda expr=expr: scraped(expr), 120, f"{expr} in Prometheus", every=1.0)
+        for expr in dashboard_queries():
+            answer = prometheus.query(expr)
+            assert answer["status"] == "success", (expr, answer.get("error"))
+        assert "up" in prometheus.targets_up()["ray-head-static"]
+    finally:
+        prometheus.stop()
+    assert _search(tenants.url, _key(tenants.config, "unwatched")).status_code == 200
 
 
 def test_the_openai_sdk_works_with_a_key(tenants: Tenants) -> None:

@@ -87,3 +87,22 @@ def test_a_server_that_is_down_is_a_miss(server: RedisServer) -> None:
         ]
 
     assert asyncio.run(run()) == [None, None]
+
+
+def test_replicas_publish_their_live_traffic_and_dead_ones_are_forgotten(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ragcore.cache.redis_cache as redis_cache
+
+    store = RedisCacheStore(server.url, CacheSettings())
+
+    async def run() -> tuple[dict[str, bytes], dict[str, bytes]]:
+        await store.beat("a", b"1")
+        await store.beat("b", b"2")
+        await store.beat("a", b"3")
+        both = await store.beats()
+        monkeypatch.setattr(redis_cache, "BEAT_TTL_S", -1.0)  # everyone is now long silent
+        return both, await store.beats()
+
+    both, after = asyncio.run(run())
+    assert both == {"a": b"3", "b": b"2"} and after == {}

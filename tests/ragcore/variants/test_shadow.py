@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragcore.protocols import Answer, Hit, Usage
+from ragcore.cache.store import LocalCacheStore, MemoryCache
+from ragcore.protocols import Answer, Hit, SearchOutcome, Usage
+from ragcore.variants.live_board import LiveBoard
 from ragcore.variants.shadow import LiveResult, ShadowTraffic, overlap_at_k, read_log
-from tests.helpers import ScriptedGenerator, make_service, publish_tiny_index
-from utils.variant_settings import VariantsSettings
+from tests.helpers import RecordingMetrics, ScriptedGenerator, make_service, publish_tiny_index
+from utils.variant_settings import CacheSettings, VariantsSettings
 
 
 def _hit(source: str, title: str = "T") -> Hit:
@@ -31,60 +34,106 @@ def test_overlap_counts_shared_sections_of_the_live_top_k() -> None:
     assert overlap_at_k([], []) == 1.0
 
 
-def test_copies_are_sampled_bounded_and_give_way_to_live_requests(tmp_path: Path) -> None:
+def test_copies_are_sampled_and_never_of_the_serving_variant() -> None:
     draws = iter([0.5, 0.05])
     sampled = ShadowTraffic(VariantsSettings(items=[
         {"name": "main"}, {"name": "s", "role": "shadow", "shadow_sample": 0.1}]),
         None, sample=lambda: next(draws))  # fmt: skip
     assert sampled.variants() == [] and [v.name for v in sampled.variants()] == ["s"]
     assert sampled.variants("s@1") == []  # a request forced onto the shadow is not copied
-    shadows = ShadowTraffic(_settings(shadow_max_in_flight=1, shadow_max_live_in_flight=1),
-                            tmp_path / "shadow.jsonl")  # fmt: skip
+
+
+def _replicas(tmp_path: Path, **more: Any) -> tuple[ShadowTraffic, LiveBoard]:
+    """This replica's shadows and another replica's board, over one shared store."""
+    settings = _settings(shadow_idle_s=0.05, shadow_poll_s=0.01, **more)
+    store = LocalCacheStore(MemoryCache(CacheSettings()))
+    shadows = ShadowTraffic(settings, tmp_path / "shadow.jsonl",
+                            board=LiveBoard(store, settings, "here"))  # fmt: skip
+    return shadows, LiveBoard(store, settings, "there")
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.005)
+
+
+def test_a_copy_waits_for_the_whole_app_and_gives_way_to_any_replica(tmp_path: Path) -> None:
+    shadows, other = _replicas(tmp_path)
+    metrics = RecordingMetrics()
+    shadows.metrics = metrics
+    runs: list[str] = []
     live = LiveResult("r", "acme", "search", "q", "main@1", [_hit("a")], 5.0)
+
+    async def copy() -> Any:
+        runs.append("started")
+        await asyncio.sleep(0 if len(runs) > 1 else 60)  # the first attempt is preempted
+        return SearchOutcome([_hit("a")], "v1")
+
+    async def run() -> list[str]:
+        other.started()  # a user's request on the other replica
+        (variant,) = shadows.variants()
+        shadows.copy(variant, copy, live)
+        await asyncio.sleep(0.2)  # several idle times: the copy must still wait
+        waited = list(runs)
+        other.finished()
+        await _until(lambda: len(runs) == 1)  # idle: it starts...
+        other.started()  # ...and the next user on the other replica preempts it
+        await _until(lambda: ("next@1", "preempted") in metrics.shadows)
+        other.finished()
+        await shadows.drain()  # then it is tried once more, at the next idle time
+        return waited
+
+    assert asyncio.run(run()) == []
+    assert runs == ["started", "started"]
+    assert metrics.shadows == [("next@1", "preempted"), ("next@1", "compared")]
+    assert len(read_log(tmp_path / "shadow.jsonl")) == 1
+
+
+def test_a_live_request_here_cancels_a_copy_at_once_and_the_queue_is_bounded(
+    tmp_path: Path,
+) -> None:
+    shadows, _ = _replicas(tmp_path, shadow_max_queued=2)
+    metrics = RecordingMetrics()
+    shadows.metrics = metrics
     started = asyncio.Event()
+    live = LiveResult("r", "acme", "search", "q", "main@1", [_hit("a")], 5.0)
 
     async def slow() -> Any:
         started.set()
         await asyncio.sleep(60)
 
-    async def run() -> tuple[int, int, int, bool]:
+    async def run() -> int:
         (variant,) = shadows.variants()
-        shadows.copy(variant, slow, live)
+        for _ in range(3):  # one more than the queue holds: the oldest is dropped
+            shadows.copy(variant, slow, live)
         await started.wait()
-        full = len(shadows.variants())  # one in flight: no room
-        shadows.live_started()
-        one_live = len(shadows._tasks)  # one live request: the copy keeps running
-        shadows.live_started()  # a second: copies are cancelled...
-        shadows.live_started()
-        busy = len(shadows.variants())  # ...and a request with two others beside it adds none
+        shadows.live_started()  # a user here: the running copy stops before any await
+        cancelled = sum(t.cancelling() > 0 for t in shadows._tasks)
+        await _until(lambda: ("next@1", "preempted") in metrics.shadows)
+        shadows._queue.clear()  # (it was queued again: nothing else to run)
+        shadows.live_finished()
         await shadows.drain()
-        return full, one_live, busy, bool(shadows._tasks)
+        return cancelled
 
-    assert asyncio.run(run()) == (0, 1, 0, False)
-    assert read_log(tmp_path / "shadow.jsonl") == []  # a cancelled copy logs nothing
+    assert asyncio.run(run()) == 1
+    assert metrics.shadows[:2] == [("next@1", "dropped"), ("next@1", "preempted")]
 
 
-def test_by_default_a_copy_uses_idle_time_only(tmp_path: Path) -> None:
-    shadows = ShadowTraffic(_settings(), tmp_path / "shadow.jsonl")
+def test_copies_may_run_beside_a_set_number_of_live_requests(tmp_path: Path) -> None:
+    shadows, other = _replicas(tmp_path, shadow_max_live_in_flight=1)
     live = LiveResult("r", "acme", "search", "q", "main@1", [_hit("a")], 5.0)
 
-    async def slow() -> Any:
-        await asyncio.sleep(60)
+    async def quick() -> Any:
+        return SearchOutcome([_hit("a")], "v1")
 
-    async def run() -> tuple[int, int, int]:
-        shadows.live_started()  # the request that launches the copy
-        shadows.live_started()  # another one beside it
-        beside = len(shadows.variants())  # no copy while another user waits
-        shadows.live_finished()
-        (variant,) = shadows.variants()  # alone: its copy may start
-        shadows.copy(variant, slow, live)
-        shadows.live_finished()
-        running = len(shadows._tasks)  # it outlives the request that launched it
-        shadows.live_started()  # the next user arrives: the copy gives way at once
+    async def run() -> None:
+        other.started()  # one live request in the app: allowed beside
+        (variant,) = shadows.variants()
+        shadows.copy(variant, quick, live)
         await shadows.drain()
-        return beside, running, len(shadows._tasks)
 
-    assert asyncio.run(run()) == (0, 1, 0)
+    asyncio.run(run())
+    assert len(read_log(tmp_path / "shadow.jsonl")) == 1
 
 
 def test_a_comparison_is_logged_with_overlap_similarity_and_latency(tmp_path: Path) -> None:
