@@ -11,9 +11,9 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: setup redis-server prometheus demo serve test test-unit test-integration lint format typecheck bench clean
+.PHONY: setup redis-server prometheus chromium demo serve test test-unit test-integration lint format typecheck bench clean
 
-setup: redis-server prometheus $(STAMP) $(GENERATOR_DIR)/.prepared.json
+setup: redis-server prometheus chromium $(STAMP) $(GENERATOR_DIR)/.prepared.json
 
 # Debian's redis-server, where missing: the Redis store's integration tests start a real one.
 redis-server:
@@ -25,6 +25,13 @@ prometheus:
 	command -v prometheus >/dev/null || (SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update -qq && \
 		$$SUDO apt-get install -y -qq --no-install-recommends prometheus)
+
+# Debian's Chromium, where missing: Playwright drives it (executable_path) for the chat page's
+# browser tests; no browser is downloaded.
+chromium:
+	command -v chromium >/dev/null || (SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		$$SUDO apt-get install -y -qq --no-install-recommends chromium)
 
 # Re-runs only when a requirements file changes; pip itself is a no-op for satisfied pins.
 $(STAMP): requirements.txt requirements-cpu.txt requirements-dev.txt constraints-cpu.txt

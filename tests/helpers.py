@@ -391,6 +391,29 @@ class PrometheusServer:
             self.process = None
 
 
+@contextmanager
+def chromium_page(width: int = 1024, height: int = 800) -> Iterator[Any]:
+    """A page in headless Chromium from Debian's package (`make setup` installs it), driven by
+    Playwright with its executable_path: no browser is ever downloaded. Skips cleanly where
+    chromium is missing."""
+    import shutil
+
+    import pytest
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make setup installs it)")
+    with sync_playwright() as playwright:
+        # --no-sandbox: the suite may run as root, where Chromium's sandbox refuses to start.
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                             args=["--no-sandbox"])  # fmt: skip
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
+
+
 def sse_events(
     url: str, body: dict[str, Any], client: httpx.Client | None = None
 ) -> list[tuple[float, str, dict[str, Any]]]:

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from deployments.api.errors import install_error_handlers
 from deployments.api.middleware import RequestIdOf, header_request_id, install_middleware
 from deployments.api.routes import ask, feedback, health, openai, search, usage, variants
+from deployments.api.routes.ui import install_ui
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.service import RAGService
 from ragcore.tenancy.gate import TenantGate
@@ -33,4 +34,5 @@ def create_app(
     install_error_handlers(app)
     for module in (health, search, ask, openai, usage, variants, feedback):
         app.include_router(module.router)
+    install_ui(app)
     return app

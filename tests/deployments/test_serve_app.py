@@ -7,6 +7,7 @@ so readiness is checked on both sides of the first publish.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import threading
@@ -23,6 +24,7 @@ import pytest
 from tests.helpers import (
     all_ready,
     background_load,
+    chromium_page,
     free_port,
     kill_engine_process,
     sse_events,
@@ -220,6 +222,78 @@ def test_stream_delivers_tokens_before_the_end(live_app: LiveApp) -> None:
     assert len(tokens) > 3 and len(done) == 1 and events[-1][1] == "done"
     assert tokens[0][0] < done[0][0]  # the first token arrived before generation ended
     assert done[0][2]["tokens_used"]["completion"] > 0 and done[0][2]["status"] == "ok"
+
+
+# Records the answer's length at every change, to see the tokens arrive one by one.
+WATCH_ANSWER = """() => {
+  window.answerLengths = [];
+  const answer = document.getElementById("answer");
+  new MutationObserver(() => window.answerLengths.push(answer.textContent.length))
+    .observe(answer, {childList: true, characterData: true, subtree: true});
+}"""
+UNLABELLED = """() => [...document.querySelectorAll("input, textarea")]
+  .filter((el) => el.labels.length === 0).map((el) => el.id || el.name)"""
+
+
+def test_the_chat_page_streams_a_cited_answer_in_a_real_browser(live_app: LiveApp) -> None:
+    """Headless Chromium on /ui: keyboard only, tokens appear as they stream, numbered
+    citations open their source text, thumbs up is stored, search-only mode lists hits."""
+    with chromium_page(width=360, height=740) as page:  # a phone-sized screen
+        page.goto(f"{live_app.url}/ui")
+        assert page.evaluate(UNLABELLED) == []  # every field has a label
+        page.evaluate(WATCH_ANSWER)
+        page.fill("#question", "What waits for zebras at the river crossings?")
+        page.press("#question", "Enter")  # Enter sends
+        page.wait_for_selector("#feedback:not([hidden])", timeout=300_000)
+        final = page.inner_text("#answer")
+        streamed = [n for n in page.evaluate("window.answerLengths") if n > 0]
+        assert len(set(streamed)) >= 3, streamed  # it grew token by token, then the final
+        assert page.is_visible("#error") is False
+        citations = page.locator("#citations li")
+        assert citations.count() >= 1 and final
+        first, text = citations.nth(0).locator("button"), citations.nth(0).locator(".snippet")
+        assert text.is_hidden()
+        first.click()  # a file source has no web page: its cited text opens in place
+        assert first.get_attribute("aria-expanded") == "true" and text.is_visible()
+        assert "guides/" in text.inner_text()
+        page.click("#feedback button[data-rating='up']")
+        page.wait_for_selector("#feedback-done:has-text('Thanks')")
+        wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        assert wide is False  # nothing overflows a narrow screen
+        page.check("input[value='search']")
+        page.fill("#question", "zebra winter routes")
+        page.click("#submit")
+        page.wait_for_selector("#hits li")
+        assert "zebra" in page.inner_text("#hits").lower()
+        if os.environ.get("RAG_UI_SCREENSHOT"):  # how docs/images/chat-page.png was made
+            page.set_viewport_size({"width": 900, "height": 900})
+            page.check("input[value='answer']")
+            page.fill("#question", "What waits for zebras at the river crossings?")
+            page.press("#question", "Enter")
+            page.wait_for_selector("#feedback:not([hidden])", timeout=300_000)
+            page.screenshot(path=os.environ["RAG_UI_SCREENSHOT"], full_page=True)
+
+
+def test_the_chat_page_shows_errors_not_a_blank_screen(live_app: LiveApp) -> None:
+    """The service down (the connection refused), 429 and 503, simulated in the browser."""
+    faults = {
+        "down": (lambda route: route.abort("connectionrefused"), "Cannot reach the service"),
+        "429": (lambda route: route.fulfill(status=429, headers={"Retry-After": "7"},
+                                            json={"status": "error", "message": "slow down"}),
+                "try again in 7 s"),
+        "503": (lambda route: route.fulfill(status=503, json={"status": "error",
+                                                              "message": "engine restarting"}),
+                "engine restarting"),
+    }  # fmt: skip
+    with chromium_page() as page:
+        page.goto(f"{live_app.url}/ui")
+        for handler, expected in faults.values():
+            page.route("**/ask/stream", handler)
+            page.fill("#question", "How do replicas scale?")
+            page.click("#submit")
+            page.wait_for_selector("#error:not([hidden])")
+            assert expected in page.inner_text("#error")
+            page.unroute("**/ask/stream")
 
 
 def test_client_disconnect_mid_stream_leaves_service_healthy(live_app: LiveApp) -> None:
