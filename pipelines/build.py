@@ -15,6 +15,7 @@ from pipelines.chunk import SectionChunker
 from pipelines.crawl import check_reachable, crawl
 from pipelines.embed import EmbedStats, embed_chunks
 from pipelines.local_source import list_files, read_directory
+from pipelines.placement import Placement
 from ragcore.documents import Chunk, Page
 from ragcore.guards.chunk_scan import ChunkScanner, ScanResult
 from ragcore.index_format import publish
@@ -39,6 +40,7 @@ class BuildSummary:
     embed: EmbedStats
     stage_seconds: dict[str, float] = field(default_factory=dict)
     guard_scan: dict[str, Any] = field(default_factory=dict)
+    placement: Placement = field(default_factory=Placement)
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
@@ -55,6 +57,7 @@ class BuildSummary:
             f"stages: {stages}; total {total:.1f}s",
             f"embedding {rate:.1f} chunks/s; end to end {self.chunks / total if total else 0:.1f} "
             "chunks/s",
+            self.placement.line(),
         ]
 
 
@@ -63,16 +66,17 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def load_pages(settings: BuildSettings) -> list[Page]:
-    """Crawl the URL sources and read the local ones; duplicates across sources collapse."""
+def load_pages(settings: BuildSettings, placement: Placement | None = None) -> list[Page]:
+    """Crawl the URL sources and read the local ones; duplicates across sources collapse.
+    The tasks are counted per node in `placement`."""
     urls = [s for s in settings.sources if is_url(s)]
     pages: dict[str, Page] = {}
     for source in settings.sources:
         if not is_url(source):
-            for page in read_directory(Path(source).expanduser()):
+            for page in read_directory(Path(source).expanduser(), placement=placement):
                 pages.setdefault(page.url, page)
     if urls:
-        for page in crawl(urls, settings.crawl):
+        for page in crawl(urls, settings.crawl, placement=placement):
             pages.setdefault(page.url, page)
     return list(pages.values())
 
@@ -94,7 +98,8 @@ def run_build(settings: BuildSettings) -> BuildSummary:
     run_id = uuid.uuid4().hex[:12]
 
     start = time.perf_counter()
-    pages = load_pages(settings)
+    placement = Placement()
+    pages = load_pages(settings, placement)
     stages["load"] = time.perf_counter() - start
     sections = sum(len(p.sections) for p in pages)
     if sections == 0:
@@ -104,8 +109,9 @@ def run_build(settings: BuildSettings) -> BuildSummary:
 
     published = index_pages(pages, settings, run_id)
     stages.update(published.stage_seconds)
+    placement.merge(published.embed.placement)
     return BuildSummary(published.path, len(pages), sections, published.chunks,
-                        published.embed, stages, published.guard_scan)  # fmt: skip
+                        published.embed, stages, published.guard_scan, placement)  # fmt: skip
 
 
 @dataclass

@@ -18,6 +18,7 @@ import ray
 from tqdm import tqdm
 
 from pipelines.clean import html_to_sections
+from pipelines.placement import SPREAD, Placement, this_node
 from ragcore.documents import Page
 from utils.errors import InputError
 from utils.settings import CrawlSettings
@@ -103,12 +104,12 @@ def fetch_one(client: httpx.Client, url: str, settings: CrawlSettings) -> FetchR
     return FetchResult(url, page)
 
 
-@ray.remote(num_cpus=0.25, max_retries=2)
-def fetch_batch(urls: list[str], settings: CrawlSettings) -> list[FetchResult]:
-    """Ray task: fetch a few URLs over one keep-alive connection pool."""
+@ray.remote(num_cpus=0.25, max_retries=2, scheduling_strategy=SPREAD)
+def fetch_batch(urls: list[str], settings: CrawlSettings) -> tuple[str, list[FetchResult]]:
+    """Ray task: fetch a few URLs over one keep-alive connection pool; with its node."""
     headers = {"User-Agent": settings.user_agent, "Accept": "text/html,application/xhtml+xml"}
     with httpx.Client(timeout=settings.timeout_s, follow_redirects=True, headers=headers) as client:
-        return [fetch_one(client, url, settings) for url in urls]
+        return this_node(), [fetch_one(client, url, settings) for url in urls]
 
 
 class _Robots:
@@ -158,8 +159,14 @@ def _crawlable(url: str, exclude_paths: tuple[str, ...] = ()) -> bool:
     return not path.lower().endswith(_SKIP_SUFFIXES) and not any(x in path for x in exclude_paths)
 
 
-def crawl(seeds: list[str], settings: CrawlSettings, timeout_s: float = 3600.0) -> list[Page]:
-    """Breadth-first crawl of every seed within its host and path prefix.
+def crawl(
+    seeds: list[str],
+    settings: CrawlSettings,
+    timeout_s: float = 3600.0,
+    placement: Placement | None = None,
+) -> list[Page]:
+    """Breadth-first crawl of every seed within its host and path prefix (the fetch tasks are
+    counted in `placement`).
 
     Raises InputError when a seed cannot be fetched at all, so a typo'd URL fails loudly.
     """
@@ -210,7 +217,9 @@ def crawl(seeds: list[str], settings: CrawlSettings, timeout_s: float = 3600.0) 
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=min(remaining, 60.0))
         for ref in ready:
             batch = in_flight.pop(ref)
-            results: list[FetchResult] = ray.get(ref, timeout=60.0)
+            node, results = ray.get(ref, timeout=60.0)
+            if placement is not None:
+                placement.add("crawl", node)
             for (_url, depth, seed), result in zip(batch, results, strict=True):
                 if result.page is None:
                     if depth == 0:

@@ -14,6 +14,7 @@ from pipelines.clean import (
     rst_to_sections,
     text_to_sections,
 )
+from pipelines.placement import SPREAD, Placement, this_node
 from ragcore.documents import Page
 from utils.errors import InputError
 
@@ -62,15 +63,21 @@ def read_page(root: Path, path: Path) -> Page:
     )
 
 
-@ray.remote(num_cpus=0.5, max_retries=2)
-def read_batch(root: str, paths: list[str]) -> list[Page]:
-    """Ray task: read and clean a batch of files."""
+@ray.remote(num_cpus=0.5, max_retries=2, scheduling_strategy=SPREAD)
+def read_batch(root: str, paths: list[str]) -> tuple[str, list[Page]]:
+    """Ray task: read and clean a batch of files; with the node it ran on. On a cluster the
+    directory must be on storage every node mounts at the same path."""
     base = Path(root)
-    return [read_page(base, Path(p)) for p in paths]
+    return this_node(), [read_page(base, Path(p)) for p in paths]
 
 
-def read_directory(root: Path, files_per_task: int = 64, timeout_s: float = 1800.0) -> list[Page]:
-    """Read every supported file under `root` with Ray tasks."""
+def read_directory(
+    root: Path,
+    files_per_task: int = 64,
+    timeout_s: float = 1800.0,
+    placement: Placement | None = None,
+) -> list[Page]:
+    """Read every supported file under `root` with Ray tasks (counted in `placement`)."""
     root = root.resolve()
     files = list_files(root)
     refs = [
@@ -78,6 +85,8 @@ def read_directory(root: Path, files_per_task: int = 64, timeout_s: float = 1800
         for i in range(0, len(files), files_per_task)
     ]
     pages: list[Page] = []
-    for batch in ray.get(refs, timeout=timeout_s):
+    for node, batch in ray.get(refs, timeout=timeout_s):
         pages.extend(batch)
+        if placement is not None:
+            placement.add("read", node)
     return pages

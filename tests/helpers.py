@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
@@ -389,6 +392,111 @@ class PrometheusServer:
             self.process.terminate()
             self.process.wait(timeout=30)
             self.process = None
+
+
+class RayNodes:
+    """A Ray head and a worker on this machine, each a separate `ray start --block` process
+    with its own CPUs and a custom resource (`head_node`, `worker_node`), sharing a short
+    temp dir by which their processes are found and killed; token auth off. For tests that
+    drive the cluster from other processes (CLIs, HTTP): this process keeps its own Ray."""
+
+    ENV: ClassVar[dict[str, str]] = {
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+
+    def __init__(self, temp_dir: Path, cpus: int = 4) -> None:
+        self.temp_dir = temp_dir  # short: Ray's socket paths must fit in 107 bytes
+        self.cpus = cpus
+        self.port = free_port()
+        self.dashboard_port = free_port()
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.env = {**os.environ, **self.ENV, "PYTHONPATH": str(PROJECT_ROOT)}
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dashboard(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def _start(self, name: str, args: list[str]) -> None:
+        ray = str(Path(sys.executable).with_name("ray"))
+        command = [ray, "start", "--block", "--node-ip-address", "127.0.0.1",
+                   f"--num-cpus={self.cpus}", f"--temp-dir={self.temp_dir}", *args]  # fmt: skip
+        with (self.temp_dir.parent / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       env=self.env, start_new_session=True)  # fmt: skip
+        self.processes.append(process)
+
+    def start(self) -> RayNodes:
+        """Start the head (with its dashboard), then the worker; wait until both are alive."""
+        self._start("head", ["--head", f"--port={self.port}", "--include-dashboard=true",
+                             "--dashboard-host=127.0.0.1",
+                             f"--dashboard-port={self.dashboard_port}",
+                             '--resources={"head_node": 1}'])  # fmt: skip
+        wait_for(lambda: len(self.alive_nodes()) == 1, 120, "the Ray head", every=1.0)
+        self._start("worker", [f"--address={self.address}", '--resources={"worker_node": 1}'])
+        wait_for(lambda: len(self.alive_nodes()) == 2, 120, "the Ray worker", every=1.0)
+        return self
+
+    def _state(self, what: str) -> list[dict[str, Any]]:
+        """Ray's state API (`/api/v0/nodes`, `/api/v0/actors`); [] while it cannot answer."""
+        try:
+            body = httpx.get(f"{self.dashboard}/api/v0/{what}", params={"limit": 1000,
+                             "detail": 1}, timeout=10).json()  # fmt: skip
+            return list((body.get("data") or {}).get("result", {}).get("result") or [])
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return []
+
+    def alive_nodes(self) -> dict[str, dict[str, float]]:
+        """Node id -> its resources, for the nodes alive now."""
+        return {n["node_id"]: n.get("resources_total") or {} for n in self._state("nodes")
+                if n["state"] == "ALIVE"}  # fmt: skip
+
+    def node_with(self, resource: str) -> str:
+        """The id of the alive node that has `resource`."""
+        (node,) = [n for n, res in self.alive_nodes().items() if resource in res]
+        return node
+
+    def actor_nodes(self, class_name: str) -> list[str]:
+        """The node ids of the alive actors of a class (e.g. ServeReplica:rag:Ingress)."""
+        return [a["node_id"] for a in self._state("actors")
+                if a["class_name"] == class_name and a["state"] == "ALIVE"]  # fmt: skip
+
+    def kill_worker(self) -> None:
+        """SIGKILL every process of the worker node, as when its machine is lost."""
+        node = self.node_with("worker_node")
+        os.killpg(self.processes[1].pid, signal.SIGKILL)
+        self.processes[1].wait(timeout=30)
+        self.kill_node(node)
+
+    def kill_node(self, node_id: str) -> None:
+        """SIGKILL the processes that name this node (its raylet and agents)."""
+        import psutil
+
+        for proc in psutil.process_iter(["cmdline"]):
+            line = " ".join(proc.info["cmdline"] or [])
+            if str(self.temp_dir) in line and node_id in line:
+                with suppress(psutil.Error):
+                    proc.kill()
+
+    def stop(self) -> None:
+        """Kill every process of the cluster."""
+        import psutil
+
+        for process in self.processes:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        for proc in psutil.process_iter(["cmdline"]):
+            if str(self.temp_dir) in " ".join(proc.info["cmdline"] or []):
+                with suppress(psutil.Error):
+                    proc.kill()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 @contextmanager
