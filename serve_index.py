@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--index-dir", type=Path, help="published index root (overrides config)")
     parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "serve_config.yaml")
     parser.add_argument("--port", type=int, default=None, help="HTTP port (default from config)")
+    parser.add_argument("--host", default=None,
+                        help="HTTP address to listen on (default from config; 0.0.0.0 in a "
+                        "container)")  # fmt: skip
     parser.add_argument("--ray-address", default=None, help="join this cluster (or RAY_ADDRESS)")
     parser.add_argument("--no-generator", action="store_true", help="search only; /ask degrades")
     parser.add_argument("--startup-timeout", type=float, default=900.0,
@@ -46,7 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_config(args: argparse.Namespace) -> dict[str, Any]:
     """The Serve config with the flags applied; its app args validated by ServiceSettings."""
     overrides = {"generator": {"enabled": False}} if args.no_generator else None
-    return load_serve_config(args.config, args.index_dir, args.port, overrides)
+    config = load_serve_config(args.config, args.index_dir, args.port, overrides)
+    if args.host:
+        config.setdefault("http_options", {})["host"] = args.host
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
