@@ -88,7 +88,7 @@ class LiveBoard:
         except Exception as exc:
             log.warning("live board unreadable", extra={"error": repr(exc)[:200]})
             return True
-        now, total = self.clock(), 0
+        now, total = self.clock(), self.in_flight  # the limit is app-wide: ours count too
         for member, raw in beats.items():
             state = json.loads(raw)
             if member == self.member or now - state["ts"] > STALE_S:

@@ -152,10 +152,9 @@ class ShadowTraffic:
 
     async def _work(self) -> None:
         """Start queued copies while the app is idle; cancel running ones when it is not."""
-        limit = self.settings.shadow_max_live_in_flight
         while self._queue or self._tasks:
             self._expire()
-            if await self.board.busy(limit):
+            if await self.board.busy(self.settings.shadow_max_live_in_flight):
                 for task in list(self._tasks):
                     task.cancel()
                 # Busy now: idle is at least shadow_idle_s away.

@@ -52,11 +52,14 @@ def test_a_replica_sees_the_others_live_traffic_and_idle_time() -> None:
         there.started()
         await _published(memory, "b", 2)
         seen += [await here.busy(limit=2), await here.busy(limit=1)]
+        here.started()  # with ours, three in the app: over a limit of 2
+        seen.append(await here.busy(limit=2))
+        here.finished()
         clock.now += STALE_S + 1  # a replica not heard from is gone (it died busy)
         seen.append(await here.busy(limit=1))
         return seen
 
-    assert asyncio.run(run()) == [False, True, True, False, False, True, False]
+    assert asyncio.run(run()) == [False, True, True, False, False, True, True, False]
 
 
 def test_own_traffic_counts_without_the_store_and_nothing_is_published_without_shadows() -> None:
