@@ -1,64 +1,46 @@
 """Embedding throughput on one node and on every node of a running Ray cluster, for
-`bench/build_throughput.py --ray-address`: the build's own EmbeddingActor, pinned with node
-affinity, over the same chunk texts (a fixed sample of an existing index's chunks)."""
+`bench/build_throughput.py --ray-address`: the build's own EmbeddingPool and batch loop, its
+actors pinned with node affinity, over the same chunk texts (a fixed sample of an existing
+index's chunks)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipelines.embed import EmbeddingActor
+from pipelines.embed import EmbeddingPool, embed_batches
+from pipelines.placement import Placement, alive_cpu_nodes
 from utils.settings import EmbeddingSettings
-
-
-def cpu_nodes() -> list[dict[str, Any]]:
-    """The alive nodes that have CPUs, the head first."""
-    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
-    return sorted(nodes, key=lambda n: "node:__internal_head__" not in n["Resources"])
 
 
 def embed_on(nodes: list[str], texts: list[str], settings: EmbeddingSettings,
              actors_per_node: int, threads: int) -> dict[str, Any]:  # fmt: skip
-    """Chunks/s of `actors_per_node` actors on each of `nodes` (model load excluded), two
-    batches in flight per actor, as in the build."""
-    actors = [EmbeddingActor.options(  # type: ignore[attr-defined]
-                  num_cpus=1,
-                  scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-              ).remote(settings.model_name, settings.device, threads)
-              for node in nodes for _ in range(actors_per_node)]  # fmt: skip
-    ray.get([a.ready.remote() for a in actors], timeout=600)
+    """Chunks/s of `actors_per_node` actors on each of `nodes` (model load excluded)."""
+    pool = EmbeddingPool(settings, threads)
+    for node in nodes:
+        pool.start(actors_per_node, NodeAffinitySchedulingStrategy(node, soft=False))
     size = settings.batch_size
-    batches = [texts[i : i + size] for i in range(0, len(texts), size)]
+    parts = [texts[j : j + size] for j in range(0, len(texts), size)]
+    batches = [("bench", [str(i) for i in range(len(part))], part) for part in parts]
+    placement = Placement()
     start = time.perf_counter()
-    pending: dict[Any, Any] = {}
-    idle = [a for a in actors for _ in range(2)]
-    done = 0
-    per_node: dict[str, int] = {}
-    while batches or pending:
-        while batches and idle:
-            actor, batch = idle.pop(), batches.pop()
-            pending[actor.embed.remote("bench", [str(i) for i in range(len(batch))], batch)] = actor
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=900)
-        for ref in ready:
-            idle.append(pending.pop(ref))
-            _, ids, _, node = ray.get(ref)
-            done += len(ids)
-            per_node[node[:12]] = per_node.get(node[:12], 0) + len(ids)
+    for _, ids, _, node in embed_batches(pool, batches):
+        placement.add("embed", node[:12], len(ids))
     seconds = time.perf_counter() - start
-    for actor in actors:
-        ray.kill(actor)
-    return {"nodes": len(nodes), "actors": len(actors), "chunks": done, "seconds": seconds,
-            "chunks_per_s": done / seconds, "per_actor_chunks_per_s": done / seconds / len(actors),
-            "chunks_by_node": per_node}  # fmt: skip
+    pool.stop()
+    done = len(texts)
+    actors = len(nodes) * actors_per_node
+    return {"nodes": len(nodes), "actors": actors, "chunks": done, "seconds": seconds,
+            "chunks_per_s": done / seconds, "per_actor_chunks_per_s": done / seconds / actors,
+            "chunks_by_node": placement.as_dict()["embed"]}  # fmt: skip
 
 
 def compare(texts: list[str], settings: EmbeddingSettings, actors_per_node: int = 1,
             threads: int = 1) -> dict[str, Any]:  # fmt: skip
     """The same texts on the head alone, then on every node."""
-    nodes = [n["NodeID"] for n in cpu_nodes()]
+    nodes = alive_cpu_nodes()
     if len(nodes) < 2:
         raise SystemExit(f"the cluster has {len(nodes)} node(s) with CPUs: start a second")
     one = embed_on(nodes[:1], texts, settings, actors_per_node, threads)

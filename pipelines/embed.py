@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
 from pipelines.checkpoint import CheckpointStore, batch_key
-from pipelines.placement import SPREAD, Placement, this_node
+from pipelines.placement import SPREAD, Placement, alive_cpu_nodes, this_node
 from ragcore.documents import Chunk
 from ragcore.embedding import SentenceEmbedder
 from utils.logs import get_logger
@@ -64,24 +65,27 @@ def _plan_actors(settings: EmbeddingSettings) -> tuple[int, int]:
     return actors, max(1, physical // actors)
 
 
-class _ActorPool:
-    """The embedding actors, spread over the nodes, two calls in flight each (hides the gaps).
-    An actor whose node is lost is replaced on another node, up to MAX_LOST_ACTORS times in
-    one build."""
+Batch = tuple[str, list[str], list[str]]  # (checkpoint key, chunk ids, texts)
+Embedded = tuple[str, list[str], np.ndarray, str]  # (key, ids, vectors, node id)
+
+
+class EmbeddingPool:
+    """The embedding actors, two calls in flight each (hides the gaps). An actor whose node is
+    lost is replaced on another node, up to MAX_LOST_ACTORS times."""
 
     def __init__(self, settings: EmbeddingSettings, threads: int) -> None:
         self.settings = settings
         self.threads = threads
-        self.actors: list[tuple[Any, str]] = []  # (actor, node id)
+        self.actors: list[tuple[Any, str]] = []  # the live ones, with their node ids
         self.idle: list[Any] = []
-        self.lost: list[Any] = []
         self.lost_nodes: set[str] = set()
         self.losses = 0
 
-    def start(self, count: int) -> int:
-        """Start `count` more actors (away from nodes that lost one), wait until they loaded
-        the model; the vector size."""
-        new = [EmbeddingActor.options(num_cpus=1, scheduling_strategy=self._strategy()).remote(  # type: ignore[attr-defined]
+    def start(self, count: int, strategy: Any = None) -> int:
+        """Start `count` more actors (by default spread, away from nodes that lost one), wait
+        until they loaded the model; the vector size."""
+        options = {"num_cpus": 1, "scheduling_strategy": strategy or self._strategy()}
+        new = [EmbeddingActor.options(**options).remote(  # type: ignore[attr-defined]
                    self.settings.model_name, self.settings.device, self.threads)
                for _ in range(count)]  # fmt: skip
         ready = ray.get([a.ready.remote() for a in new], timeout=ACTOR_START_TIMEOUT_S)
@@ -92,25 +96,18 @@ class _ActorPool:
     def _strategy(self) -> Any:
         """SPREAD; after a loss, a node that lost none (the cluster may not know yet that a
         lost node is dead, and would place the new actor there)."""
-        if not self.lost_nodes:
-            return SPREAD
-        alive = [
-            n["NodeID"]
-            for n in ray.nodes()
-            if n["Alive"]
-            and n["NodeID"] not in self.lost_nodes
-            and n["Resources"].get("CPU", 0) >= 1
-        ]
-        if not alive:
+        alive = [n for n in alive_cpu_nodes() if n not in self.lost_nodes]
+        if not self.lost_nodes or not alive:
             return SPREAD
         return NodeAffinitySchedulingStrategy(alive[self.losses % len(alive)], soft=True)
 
     def replace(self, actor: Any, error: Exception) -> None:
         """Retire a failed actor (once, whatever its calls in flight) and start another."""
-        if any(a is actor for a in self.lost):
-            return
-        self.lost.append(actor)
-        self.lost_nodes.update(node for a, node in self.actors if a is actor)
+        lost = [(a, node) for a, node in self.actors if a is actor]
+        if not lost:
+            return  # already replaced, for another of its calls
+        self.actors = [(a, node) for a, node in self.actors if a is not actor]
+        self.lost_nodes.update(node for _, node in lost)
         self.idle = [a for a in self.idle if a is not actor]
         with suppress(Exception):
             ray.kill(actor)
@@ -127,10 +124,33 @@ class _ActorPool:
                 error = exc
 
     def stop(self) -> None:
-        """Kill every actor still alive."""
+        """Kill every live actor."""
         for actor, _ in self.actors:
-            if not any(a is actor for a in self.lost):
-                ray.kill(actor)
+            ray.kill(actor)
+
+
+def embed_batches(pool: EmbeddingPool, batches: list[Batch]) -> Iterator[Embedded]:
+    """Each batch's vectors as the pool's actors finish them, in any order; a batch whose
+    actor was lost runs again on its replacement."""
+    queue = list(reversed(batches))
+    pending: dict[ray.ObjectRef, tuple[Any, Batch]] = {}
+    while queue or pending:
+        while queue and pool.idle:
+            actor, batch = pool.idle.pop(), queue.pop()
+            pending[actor.embed.remote(*batch)] = (actor, batch)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=BATCH_TIMEOUT_S)
+        if not ready:
+            raise TimeoutError(f"no embedding batch finished within {BATCH_TIMEOUT_S:.0f}s")
+        for ref in ready:
+            actor, batch = pending.pop(ref)
+            try:
+                embedded: Embedded = ray.get(ref, timeout=60.0)
+            except RayActorError as exc:  # its node was lost: the batch runs elsewhere
+                queue.append(batch)
+                pool.replace(actor, exc)
+                continue
+            pool.idle.append(actor)
+            yield embedded
 
 
 def embed_chunks(
@@ -147,39 +167,25 @@ def embed_chunks(
     # Length-sorted batches pad least: each forward pass costs as much as its longest text.
     todo = sorted((c for c in chunks if c.id not in vectors), key=lambda c: len(c.text))
     reused = len(vectors)
-    batches = [todo[i : i + settings.batch_size] for i in range(0, len(todo), settings.batch_size)]
+    size = settings.batch_size
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     dim = next(iter(vectors.values())).shape[0] if vectors else 0
     placement = Placement()
     if batches:
         actors_n, threads = _plan_actors(settings)
-        pool = _ActorPool(settings, threads)
+        pool = EmbeddingPool(settings, threads)
         dim = pool.start(min(actors_n, len(batches)))
         bar = tqdm(total=len(todo), desc="embed", unit="chunk", dynamic_ncols=True)
-        pending: dict[ray.ObjectRef, tuple[Any, list[Chunk]]] = {}
-        queue = list(reversed(batches))
-        while queue or pending:
-            while queue and pool.idle:
-                actor, batch = pool.idle.pop(), queue.pop()
-                ids = [c.id for c in batch]
-                texts = [c.embed_text(prepend_titles) for c in batch]
-                ref = actor.embed.remote(batch_key(store.model, ids), ids, texts)
-                pending[ref] = (actor, batch)
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=BATCH_TIMEOUT_S)
-            if not ready:
-                raise TimeoutError(f"no embedding batch finished within {BATCH_TIMEOUT_S:.0f}s")
-            for ref in ready:
-                actor, batch = pending.pop(ref)
-                try:
-                    key, ids, batch_vectors, node = ray.get(ref, timeout=60.0)
-                except RayActorError as exc:  # its node was lost: the batch runs elsewhere
-                    queue.append(batch)
-                    pool.replace(actor, exc)
-                    continue
-                pool.idle.append(actor)
-                placement.add("embed", node)
-                store.write(key, ids, batch_vectors, run_id)
-                vectors.update(zip(ids, batch_vectors, strict=True))
-                bar.update(len(ids))
+        work = []
+        for batch in batches:
+            ids = [c.id for c in batch]
+            work.append((batch_key(store.model, ids), ids,
+                         [c.embed_text(prepend_titles) for c in batch]))  # fmt: skip
+        for key, ids, batch_vectors, node in embed_batches(pool, work):
+            placement.add("embed", node)
+            store.write(key, ids, batch_vectors, run_id)
+            vectors.update(zip(ids, batch_vectors, strict=True))
+            bar.update(len(ids))
         bar.close()
         pool.stop()
     stats = EmbedStats(len(chunks), len(todo), reused, len(batches), time.perf_counter() - start,

@@ -19,6 +19,13 @@ def this_node() -> str:
     return str(ray.get_runtime_context().get_node_id())
 
 
+def alive_cpu_nodes() -> list[str]:
+    """The ids of the alive nodes that can host an actor (they have a CPU), the head first."""
+    nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) >= 1]
+    nodes.sort(key=lambda n: "node:__internal_head__" not in n["Resources"])
+    return [str(n["NodeID"]) for n in nodes]
+
+
 @dataclass
 class Placement:
     """Units of work (tasks, batches) per stage and node id."""
