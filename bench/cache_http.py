@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 from pathlib import Path
@@ -33,13 +32,13 @@ from bench.common import (
     load_questions,
     loadavg,
     pct,
+    read_results,
     resolve_index,
     write_results,
 )
 from deployments.launch import load_serve_config, serve_index_process
 
 CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
-RESULTS = Path(__file__).resolve().parent / "results" / "cache_http.json"
 
 
 def _config(folder: Path, index_dir: Path, cache: bool) -> Path:
@@ -96,7 +95,7 @@ def main() -> None:
     index_dir, version = resolve_index(args.index_dir)
     questions = list(dict.fromkeys(load_questions()))
     before = loadavg()
-    last = json.loads(RESULTS.read_text(encoding="utf-8"))["data"] if RESULTS.exists() else {}
+    last = read_results("cache_http").get("data", {})
     warm_up, rest = questions[:8], questions[8:]
     sweep = [("c1", rest, 1), ("c8", rest, 8)]
     few = rest[: args.questions]

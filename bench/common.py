@@ -136,6 +136,12 @@ def _plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
+def read_results(name: str) -> dict[str, Any]:
+    """The last bench/results/<name>.json that write_results wrote ({} when there is none)."""
+    path = RESULTS_DIR / f"{name}.json"
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else {}
+
+
 def write_results(name: str, payload: dict[str, Any]) -> Path:
     """Write bench/results/<name>.json (the payload plus the date and load average), then
     re-render its section of docs/benchmarks.md when it has a `title` (bench/report.py)."""

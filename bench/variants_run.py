@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import random
 import statistics
 import tempfile
@@ -38,6 +37,7 @@ from bench.common import (
     load_questions,
     loadavg,
     pct,
+    read_results,
     resolve_index,
     write_results,
 )
@@ -49,7 +49,6 @@ IDLE = "shadow, idle time only (default)"
 BESIDE = "shadow, beside 1 live request"
 AGAIN = "no shadow, again"
 OPEN_GAP_S = 3.0  # mean gap between open-loop arrivals (a live /ask takes about 1.5 s here)
-RESULTS = Path(__file__).resolve().parent / "results" / "variants_run.json"
 SHADOW = {"items": [{"name": "main"}, {"name": "next", "role": "shadow", "shadow_sample": 1.0,
                                         "retrieval": {"top_k": 3}}]}  # fmt: skip
 CANARY = {"items": [{"name": "main", "weight": 80},
@@ -261,7 +260,7 @@ def main() -> None:
                         help="what to run (the rest: from the last results file)")  # fmt: skip
     args = parser.parse_args()
     if args.render_only:
-        last = json.loads(RESULTS.read_text(encoding="utf-8"))
+        last = read_results("variants_run")
         data = last["data"]
         questions = len(data["shadow"]["no shadow"]["1"])  # per phase
         write_results("variants_run", report(data["shadow"], data["canary"], last["intro"],
@@ -270,7 +269,7 @@ def main() -> None:
     index_dir, version = resolve_index(args.index_dir)
     questions = list(dict.fromkeys(load_questions()))
     before = loadavg()
-    last = json.loads(RESULTS.read_text(encoding="utf-8"))["data"] if RESULTS.exists() else {}
+    last = read_results("variants_run").get("data", {})
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         shadow = (shadow_overhead(index_dir, folder, questions[8 : 8 + args.questions])
