@@ -330,6 +330,13 @@ class RedisServer:
         return self.start()
 
 
+def dashboard_queries() -> list[str]:
+    """Every PromQL expression of the shipped Grafana dashboard's panels."""
+    path = PROJECT_ROOT / "ops" / "grafana-dashboard.json"
+    dashboard = json.loads(path.read_text(encoding="utf-8"))
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
 class PrometheusServer:
     """A real Prometheus (Debian's package) on a free loopback port, with ops/prometheus.yml
     as shipped except a 1 s scrape interval and `targets` for its static job; its data in

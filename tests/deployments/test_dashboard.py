@@ -4,9 +4,10 @@ Serve) exports, with the suffix its type gets in Prometheus."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
+
+from tests.helpers import dashboard_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 DECLARED = re.compile(r'metrics\.(Counter|Histogram|Gauge)\(\s*"(rag_[a-z_]+)"')
@@ -25,12 +26,6 @@ def exported_series() -> set[str]:
     """The Prometheus series names of those metrics (Ray prefixes them with `ray_`)."""
     return {f"ray_{name}{suffix}" for name, kind in exported_metrics().items()
             for suffix in SUFFIXES[kind]}  # fmt: skip
-
-
-def dashboard_queries() -> list[str]:
-    """Every PromQL expression of the dashboard's panels."""
-    dashboard = json.loads((ROOT / "ops/grafana-dashboard.json").read_text(encoding="utf-8"))
-    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
 
 
 def test_every_exported_metric_is_on_the_dashboard() -> None:

@@ -19,12 +19,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.deployments.test_dashboard import dashboard_queries
 from tests.helpers import (
     PrometheusServer,
     RedisServer,
     all_ready,
     build_collections,
+    dashboard_queries,
     free_port,
     wait_for,
 )
