@@ -46,6 +46,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--guard-scan", choices=["quarantine", "drop", "off"],
                         help="what to do with chunks that carry a prompt injection")  # fmt: skip
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        default=None,
+        help="re-crawl conditionally (ETag, Last-Modified), re-embed only changed chunks, and "
+        "publish only if something changed",
+    )
     return parser.parse_args(argv)
 
 
@@ -54,7 +61,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     base = Settings()
     build = base.build.model_dump()
     pick = {k: v for k, v in vars(args).items() if v is not None}
-    for key in ("sources", "index_dir", "ray_address"):
+    for key in ("sources", "index_dir", "ray_address", "refresh"):
         if key in pick:
             build[key] = pick[key]
     nested = {
@@ -114,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         "build finished",
         extra={
             "version": summary.version_path.name,
+            "published": summary.published,
             "chunks": summary.chunks,
             "pages": summary.pages,
+            **({"refresh": summary.changes.counts()} if summary.changes else {}),
         },
     )
     return 0

@@ -16,6 +16,7 @@ from pipelines.crawl import check_reachable, crawl
 from pipelines.embed import EmbedStats, embed_chunks
 from pipelines.local_source import list_files, read_directory
 from pipelines.placement import Placement
+from pipelines.refresh import PageChanges, Revalidation, content_fingerprint
 from ragcore.documents import Chunk, Page
 from ragcore.guards.chunk_scan import ChunkScanner, ScanResult
 from ragcore.index_format import publish
@@ -41,15 +42,22 @@ class BuildSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     guard_scan: dict[str, Any] = field(default_factory=dict)
     placement: Placement = field(default_factory=Placement)
+    changes: PageChanges | None = None  # set by --refresh
+    published: bool = True
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         total = sum(self.stage_seconds.values())
-        rate = self.embed.embedded_chunks / self.embed.seconds if self.embed.seconds else 0.0
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stage_seconds.items())
+        refresh = [self.changes.line()] if self.changes else []
+        if not self.published:
+            return [*refresh, f"nothing changed: CURRENT stays on {self.version_path}",
+                    f"stages: {stages}; total {total:.1f}s", self.placement.line()]  # fmt: skip
+        rate = self.embed.embedded_chunks / self.embed.seconds if self.embed.seconds else 0.0
         scan = self.guard_scan
         return [
             f"published {self.version_path}",
+            *refresh,
             f"pages {self.pages}, sections {self.sections}, chunks {self.chunks} "
             f"(embedded {self.embed.embedded_chunks}, reused {self.embed.reused_chunks})",
             f"injection scan: {scan.get('flagged', 0)} of {scan.get('scanned', 0)} chunks flagged "
@@ -66,9 +74,14 @@ def is_url(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def load_pages(settings: BuildSettings, placement: Placement | None = None) -> list[Page]:
+def load_pages(
+    settings: BuildSettings,
+    placement: Placement | None = None,
+    revalidation: Revalidation | None = None,
+) -> list[Page]:
     """Crawl the URL sources and read the local ones; duplicates across sources collapse.
-    The tasks are counted per node in `placement`."""
+    The tasks are counted per node in `placement`; `revalidation` makes the crawl
+    conditional."""
     urls = [s for s in settings.sources if is_url(s)]
     pages: dict[str, Page] = {}
     for source in settings.sources:
@@ -76,7 +89,7 @@ def load_pages(settings: BuildSettings, placement: Placement | None = None) -> l
             for page in read_directory(Path(source).expanduser(), placement=placement):
                 pages.setdefault(page.url, page)
     if urls:
-        for page in crawl(urls, settings.crawl, placement=placement):
+        for page in crawl(urls, settings.crawl, placement=placement, revalidation=revalidation):
             pages.setdefault(page.url, page)
     return list(pages.values())
 
@@ -99,19 +112,56 @@ def run_build(settings: BuildSettings) -> BuildSummary:
 
     start = time.perf_counter()
     placement = Placement()
-    pages = load_pages(settings, placement)
+    revalidation = Revalidation.load(settings.index_dir) if settings.refresh else None
+    pages = load_pages(settings, placement, revalidation)
     stages["load"] = time.perf_counter() - start
     sections = sum(len(p.sections) for p in pages)
     if sections == 0:
         raise InputError(
             f"the sources hold no readable text ({len(pages)} pages): nothing to index"
         )
+    if revalidation is None:
+        published = index_pages(pages, settings, run_id)
+        return _summary(published, pages, sections, stages, placement)
+    changes = revalidation.changes(pages)
+    if revalidation.version and not changes.any:
+        unchanged = _unchanged_version(pages, settings, revalidation, stages)
+        if unchanged is not None:
+            nothing = EmbedStats(0, 0, 0, 0, 0.0, 0)
+            return BuildSummary(unchanged, len(pages), sections, 0, nothing, stages,
+                                placement=placement, changes=changes, published=False)  # fmt: skip
+    extra = {"refresh": {"from": revalidation.version, **changes.counts()}}
+    published = index_pages(pages, settings, run_id, extra)
+    return _summary(published, pages, sections, stages, placement, changes)
 
-    published = index_pages(pages, settings, run_id)
+
+def _summary(
+    published: IndexedPages,
+    pages: list[Page],
+    sections: int,
+    stages: dict[str, float],
+    placement: Placement,
+    changes: PageChanges | None = None,
+) -> BuildSummary:
     stages.update(published.stage_seconds)
     placement.merge(published.embed.placement)
     return BuildSummary(published.path, len(pages), sections, published.chunks,
-                        published.embed, stages, published.guard_scan, placement)  # fmt: skip
+                        published.embed, stages, published.guard_scan, placement,
+                        changes)  # fmt: skip
+
+
+def _unchanged_version(
+    pages: list[Page], settings: BuildSettings, revalidation: Revalidation, stages: dict[str, float]
+) -> Path | None:
+    """The previous version's path when these pages would publish the same content under the
+    same settings (a changed setting still republishes), else None."""
+    start = time.perf_counter()
+    chunks = SectionChunker(settings.chunking).chunk_pages(pages)
+    stages["chunk"] = time.perf_counter() - start
+    if content_fingerprint(chunks, settings) != revalidation.fingerprint:
+        return None
+    assert revalidation.version is not None
+    return settings.index_dir / revalidation.version
 
 
 @dataclass
@@ -171,9 +221,11 @@ def index_pages(
                          "injection: nothing to serve (see the build log)")  # fmt: skip
     start = time.perf_counter()
     meta = {"run_id": run_id, "chunker_fingerprint": chunker.fingerprint,
+            "content_fingerprint": content_fingerprint(chunks, settings),
             "guard_scan": scan.summary(), **(extra or {})}  # fmt: skip
     quarantine = scan.flagged if scan.action == "quarantine" else []
     path = publish(served, matrix, settings, num_documents=len(pages), extra=meta,
-                   quarantine=[f.quarantine_record() for f in quarantine])  # fmt: skip
+                   quarantine=[f.quarantine_record() for f in quarantine],
+                   pages=pages)  # fmt: skip
     stages["publish"] = time.perf_counter() - start
     return IndexedPages(path, len(served), embed_stats, stages, scan.summary())

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from pipelines.clean import html_to_sections
 from pipelines.placement import SPREAD, Placement, this_node
+from pipelines.refresh import Revalidation
 from ragcore.documents import Page
 from utils.errors import InputError
 from utils.settings import CrawlSettings
@@ -57,18 +58,22 @@ _RETRY_STATUS = {429, 500, 502, 503, 504}
 
 @dataclass(frozen=True)
 class FetchResult:
-    """What one URL fetch produced: a page, or a reason it produced none."""
+    """What one URL fetch produced: a page, or a reason it produced none. `status` is the
+    final HTTP status (None when no response came)."""
 
     requested: str
     page: Page | None
     error: str | None = None
+    status: int | None = None
 
 
-def _get_with_retries(client: httpx.Client, url: str, settings: CrawlSettings) -> httpx.Response:
+def _get_with_retries(
+    client: httpx.Client, url: str, settings: CrawlSettings, headers: dict[str, str]
+) -> httpx.Response:
     delay = settings.backoff_s
     for attempt in range(settings.retries + 1):
         try:
-            response = client.get(url)
+            response = client.get(url, headers=headers)
             if response.status_code not in _RETRY_STATUS or attempt == settings.retries:
                 return response
         except httpx.HTTPError:
@@ -79,17 +84,21 @@ def _get_with_retries(client: httpx.Client, url: str, settings: CrawlSettings) -
     raise AssertionError("unreachable")
 
 
-def fetch_one(client: httpx.Client, url: str, settings: CrawlSettings) -> FetchResult:
-    """Fetch and clean one URL; never raises for network or HTTP errors."""
+def fetch_one(
+    client: httpx.Client, url: str, settings: CrawlSettings, headers: dict[str, str] | None = None
+) -> FetchResult:
+    """Fetch and clean one URL, with optional conditional-request `headers` (a 304 comes back
+    as a result with no page); never raises for network or HTTP errors."""
     try:
-        response = _get_with_retries(client, url, settings)
+        response = _get_with_retries(client, url, settings, headers or {})
     except httpx.HTTPError as exc:
         return FetchResult(url, None, f"{type(exc).__name__}: {exc}")
-    if response.status_code != 200:
-        return FetchResult(url, None, f"HTTP {response.status_code}")
+    status = response.status_code
+    if status != 200:
+        return FetchResult(url, None, f"HTTP {status}", status)
     content_type = response.headers.get("content-type", "")
     if "html" not in content_type:
-        return FetchResult(url, None, f"not HTML ({content_type or 'no content-type'})")
+        return FetchResult(url, None, f"not HTML ({content_type or 'no content-type'})", status)
     final_url = normalize_url(str(response.url))
     title, sections, links = html_to_sections(response.text, final_url)
     page = Page(
@@ -101,15 +110,18 @@ def fetch_one(client: httpx.Client, url: str, settings: CrawlSettings) -> FetchR
         last_modified=response.headers.get("last-modified"),
         content_hash=hashlib.sha256(response.content).hexdigest(),
     )
-    return FetchResult(url, page)
+    return FetchResult(url, page, status=status)
 
 
 @ray.remote(num_cpus=0.25, max_retries=2, scheduling_strategy=SPREAD)
-def fetch_batch(urls: list[str], settings: CrawlSettings) -> tuple[str, list[FetchResult]]:
-    """Ray task: fetch a few URLs over one keep-alive connection pool; with its node."""
+def fetch_batch(
+    urls: list[str], settings: CrawlSettings, validators: dict[str, dict[str, str]]
+) -> tuple[str, list[FetchResult]]:
+    """Ray task: fetch a few URLs over one keep-alive connection pool, conditionally for those
+    with `validators`; with its node."""
     headers = {"User-Agent": settings.user_agent, "Accept": "text/html,application/xhtml+xml"}
     with httpx.Client(timeout=settings.timeout_s, follow_redirects=True, headers=headers) as client:
-        return this_node(), [fetch_one(client, url, settings) for url in urls]
+        return this_node(), [fetch_one(client, u, settings, validators.get(u)) for u in urls]
 
 
 class _Robots:
@@ -164,12 +176,15 @@ def crawl(
     settings: CrawlSettings,
     timeout_s: float = 3600.0,
     placement: Placement | None = None,
+    revalidation: Revalidation | None = None,
 ) -> list[Page]:
     """Breadth-first crawl of every seed within its host and path prefix (the fetch tasks are
-    counted in `placement`).
+    counted in `placement`). With `revalidation`, pages fetched before are requested
+    conditionally and reused when the server says they have not changed.
 
     Raises InputError when a seed cannot be fetched at all, so a typo'd URL fails loudly.
     """
+    revalidation = revalidation or Revalidation()
     robots = _Robots(settings)
     seen: set[str] = set()
     frontier: deque[tuple[str, int, str]] = deque()
@@ -208,7 +223,10 @@ def crawl(
                     batch.append(item)
                     scheduled += 1
             if batch:
-                in_flight[fetch_batch.remote([u for u, _, _ in batch], settings)] = batch
+                urls = [u for u, _, _ in batch]
+                checks = {u: revalidation.validators(u) for u in urls}
+                ref = fetch_batch.remote(urls, settings, {u: h for u, h in checks.items() if h})
+                in_flight[ref] = batch
         if not in_flight:
             break
         remaining = deadline - time.monotonic()
@@ -220,12 +238,12 @@ def crawl(
             node, results = ray.get(ref, timeout=60.0)
             if placement is not None:
                 placement.add("crawl", node)
-            for (_url, depth, seed), result in zip(batch, results, strict=True):
-                if result.page is None:
+            for (url, depth, seed), result in zip(batch, results, strict=True):
+                page = result.page or revalidation.reuse(url, result.status)
+                if page is None:
                     if depth == 0:
                         seed_errors[seed] = result.error or "unknown error"
                     continue
-                page = result.page
                 if page.url in pages or (depth > 0 and not in_scope(page.url, seed)):
                     continue
                 seen.add(page.url)

@@ -34,6 +34,16 @@ class Page:
     last_modified: str | None = None
     content_hash: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe record for a version's page list (refresh reuses unchanged pages)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Page:
+        """Inverse of `to_dict`."""
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**{**fields, "sections": [Section(**s) for s in data["sections"]]})
+
 
 @dataclass(frozen=True)
 class Chunk:

@@ -1,7 +1,8 @@
 """The on-disk index format: the one module that both writes and reads a published version.
 
 Layout of `DIR/<version>/`: `index.faiss`, `chunks.jsonl` (one JSON chunk a line, in FAISS row
-order) and `manifest.json`. A version is staged under a dot-name and renamed into place only when
+order), `pages.jsonl` (the cleaned pages with their HTTP validators, which `--refresh` revalidates)
+and `manifest.json`. A version is staged under a dot-name and renamed into place only when
 complete, and `CURRENT` (a one-line file) is replaced by rename: a crash at any moment leaves
 `CURRENT` on the previous good version. Readers verify checksums and the embedding model.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ragcore.documents import Chunk
+from ragcore.documents import Chunk, Page
 from utils.atomic import atomic_write_text, fsync_dir
 from utils.errors import IndexNotReadyError, ModelMismatchError
 from utils.models import resolve_embedding_model
@@ -32,6 +33,7 @@ INDEX_FILE = "index.faiss"
 CHUNKS_FILE = "chunks.jsonl"
 MANIFEST_FILE = "manifest.json"
 QUARANTINE_FILE = "quarantine.jsonl"  # flagged chunks, kept for review and never loaded
+PAGES_FILE = "pages.jsonl"  # the pages the version was cut from; never loaded by the service
 FORMAT_VERSION = 1
 
 
@@ -66,6 +68,13 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    _fsync_file(path)
+
+
 def _manifest(
     staging: Path, version: str, now: datetime, vectors: np.ndarray, settings: BuildSettings
 ) -> dict[str, Any]:
@@ -93,9 +102,11 @@ def publish(
     num_documents: int,
     extra: dict[str, Any] | None = None,
     quarantine: list[dict[str, Any]] | None = None,
+    pages: list[Page] | None = None,
 ) -> Path:
     """Write a new version directory and switch `CURRENT` to it; returns the version path.
-    `quarantine` (flagged chunks) goes to its own file, which no reader loads."""
+    `quarantine` (flagged chunks) and `pages` go to their own files, which the service never
+    loads."""
     root = settings.index_dir
     root.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -109,11 +120,9 @@ def publish(
             for chunk in chunks:
                 handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
         if quarantine:
-            (staging / QUARANTINE_FILE).write_text(
-                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in quarantine),
-                encoding="utf-8",
-            )
-            _fsync_file(staging / QUARANTINE_FILE)
+            _write_jsonl(staging / QUARANTINE_FILE, quarantine)
+        if pages is not None:
+            _write_jsonl(staging / PAGES_FILE, [page.to_dict() for page in pages])
         for name in (INDEX_FILE, CHUNKS_FILE):
             _fsync_file(staging / name)
         manifest = _manifest(staging, version, now, vectors, settings)
@@ -138,6 +147,15 @@ def current_version(root: Path) -> str | None:
     if not pointer.exists():
         return None
     return pointer.read_text(encoding="utf-8").strip() or None
+
+
+def read_pages(root: Path, version: str) -> list[Page] | None:
+    """The pages a version was cut from, or None for a version published without them."""
+    path = root / version / PAGES_FILE
+    if not path.exists():
+        return None
+    with path.open(encoding="utf-8") as handle:
+        return [Page.from_dict(json.loads(line)) for line in handle if line.strip()]
 
 
 def read_manifest(root: Path, version: str) -> dict[str, Any]:

@@ -173,6 +173,11 @@ class BuildSettings(BaseModel):
     guard_scan: ChunkScanSettings = Field(
         default_factory=ChunkScanSettings, description="Indirect-injection scan of every chunk."
     )
+    refresh: bool = Field(
+        default=False,
+        description="Revalidate the published version's pages (conditional requests, content "
+        "hashes) and publish a new version only if something changed.",
+    )
 
     @field_validator("sources")
     @classmethod

@@ -93,3 +93,13 @@ def test_every_node_mounts_the_shared_volume() -> None:
             } in pod["volumes"]
             assert all({"name": "rag-data", "mountPath": "/data"} in c["volumeMounts"]
                        for c in pod["containers"])  # fmt: skip
+
+
+def test_the_scheduled_job_is_an_incremental_refresh_of_the_build() -> None:
+    from build_index import parse_args
+
+    build = yaml.safe_load((KUBERAY / "rayjob-build.yaml").read_text())["spec"]
+    cron = yaml.safe_load((KUBERAY / "raycronjob-refresh.yaml").read_text())["spec"]
+    assert cron["jobTemplate"]["entrypoint"] == build["entrypoint"] + " --refresh"
+    argv = cron["jobTemplate"]["entrypoint"].split()
+    assert argv[:2] == ["python", "build_index.py"] and parse_args(argv[2:]).refresh is True
