@@ -20,6 +20,7 @@ from pipelines.build import index_pages
 from ragcore.documents import Page, Section
 from ragcore.embedding import SentenceEmbedder
 from ragcore.index_format import MANIFEST_FILE, PublishedIndex, current_version
+from ragcore.rerank import PairScorer, rerank_many
 from ragcore.retrieval import HybridRetriever, Mode, RetrievedChunk
 from utils.errors import InputError
 from utils.settings import BuildSettings, RetrievalSettings
@@ -36,10 +37,14 @@ class Searcher:
         published: PublishedIndex,
         settings: RetrievalSettings,
         embedder: SentenceEmbedder | None = None,
+        reranker: PairScorer | None = None,
+        rerank_candidates: int = 20,
     ) -> None:
         self.retriever = HybridRetriever(published, settings)
         self.settings = settings
         self._embedder = embedder
+        self.reranker = reranker
+        self.rerank_candidates = rerank_candidates
         self._vectors: dict[str, np.ndarray] = {}  # shared by every mode scored on this index
 
     def _embed(self, queries: list[str]) -> None:
@@ -51,7 +56,8 @@ class Searcher:
         self._vectors.update(zip(todo, self._embedder.embed(todo), strict=True))
 
     def search(self, queries: list[str], k: int, mode: Mode) -> list[list[RetrievedChunk]]:
-        """Top `k` chunks for each query, in `mode`."""
+        """Top `k` chunks for each query, in `mode` (reranked when there is a reranker)."""
+        depth = max(k, self.rerank_candidates) if self.reranker else k
         results: list[list[RetrievedChunk]] = []
         for start in range(0, len(queries), 256):  # bounds the (queries x chunks) score matrix
             batch = queries[start : start + 256]
@@ -59,7 +65,12 @@ class Searcher:
             if mode != "lexical":
                 self._embed(batch)
                 vectors = np.stack([self._vectors[q] for q in batch])
-            results += self.retriever.search_many(batch, vectors, [k] * len(batch), mode)
+            found = self.retriever.search_many(batch, vectors, [depth] * len(batch), mode)
+            if self.reranker is not None:
+                titles = bool(self.retriever.published.manifest.get("prepend_titles", True))
+                found = rerank_many(self.reranker, batch, found, [k] * len(batch),
+                                    self.rerank_candidates, titles)  # fmt: skip
+            results += found
         return results
 
 

@@ -146,6 +146,44 @@ class RetrievalSettings(BaseModel):
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
 
 
+class AdaptSettings(BaseModel):
+    """Corpus adaptation (issue 14, in progress; bench/adapt_quality.py runs it): training
+    pairs from the corpus itself, hard negatives from the hybrid retriever, and the learners
+    trained on them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(
+        default=False, description="Train after chunking (--adapt; issue 14, not wired yet)."
+    )
+    learners: tuple[Literal["reranker", "embedder"], ...] = Field(
+        default=("reranker",),
+        description="What to train: the cross-encoder reranker, the bi-encoder, or both.",
+    )
+    max_queries: int = Field(
+        default=8000, ge=1, le=10_000_000, description="Training queries drawn from the corpus."
+    )
+    negatives: int = Field(default=3, ge=1, le=32, description="Hard negatives per query.")
+    skip_negatives: int = Field(
+        default=2, ge=0, le=50,
+        description="Best-ranked other-page chunks passed over before negatives are taken "
+        "(the very top is likelier an unlabelled positive).",
+    )  # fmt: skip
+    epochs: float = Field(default=1.0, gt=0, le=20, description="Passes over the examples.")
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Examples per step.")
+    learning_rate: float = Field(default=5e-5, gt=0, le=1, description="Peak learning rate.")
+    max_length: int = Field(default=256, ge=16, le=512, description="Tokens per input.")
+    reranker_layers: int = Field(
+        default=6, ge=1, le=24,
+        description="Encoder layers the reranker keeps of the base model (fewer: faster "
+        "queries; bench/adapt_quality.py measures the trade).",
+    )  # fmt: skip
+    checkpoint_steps: int = Field(
+        default=100, ge=1, le=1_000_000, description="Steps between training checkpoints."
+    )
+    seed: int = Field(default=13, description="Seed of sampling, pairing and training.")
+
+
 class BuildSettings(BaseModel):
     """Everything the offline index build job needs."""
 

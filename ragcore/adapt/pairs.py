@@ -1,0 +1,242 @@
+"""Training queries from the corpus itself, without labels: what a reader might ask of a section.
+
+Each section yields a few queries: its page title (first section only), its heading path, the
+API names it mentions, its first sentences, and a question made from an imperative or gerund
+heading ("Configuring autoscaling" -> "How do I configure autoscaling?"). Every query is paired
+with its section's chunks; `mine_negatives` adds hard negatives from other pages. Nothing here
+looks at evaluation questions, so every pair is fair to train on.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ragcore.documents import Chunk
+from ragcore.retrieval import HybridRetriever
+from utils.settings import AdaptSettings
+
+Embed = Callable[[list[str]], np.ndarray]
+
+_API_RE = re.compile(
+    r"@?\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+\b"
+)
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`(\"'])")
+_CODE_CHARS = set("{}[]=<>;$|\\")
+# Headings that start with one of these read as tasks: "Deploy a model" -> "How do I deploy a
+# model?". Gerunds map to their verb ("Using ..." -> "use ...").
+_VERBS = {
+    "access", "add", "build", "call", "change", "check", "choose", "compose", "configure",
+    "connect", "convert", "create", "customize", "debug", "define", "deploy", "disable",
+    "enable", "export", "get", "handle", "implement", "inspect", "install", "launch", "load",
+    "log", "manage", "migrate", "monitor", "pass", "prepare", "profile", "read", "run",
+    "save", "scale", "schedule", "send", "serve", "set", "share", "specify", "start", "stop",
+    "submit", "test", "train", "tune", "update", "upgrade", "use", "view", "write",
+}  # fmt: skip
+_GERUNDS = {
+    "accessing": "access", "adding": "add", "building": "build", "calling": "call",
+    "configuring": "configure", "connecting": "connect", "converting": "convert",
+    "creating": "create", "customizing": "customize", "debugging": "debug",
+    "defining": "define", "deploying": "deploy", "enabling": "enable", "getting": "get",
+    "handling": "handle", "implementing": "implement", "installing": "install",
+    "launching": "launch", "loading": "load", "logging": "log", "managing": "manage",
+    "migrating": "migrate", "monitoring": "monitor", "passing": "pass", "profiling": "profile",
+    "reading": "read", "running": "run", "saving": "save", "scaling": "scale",
+    "scheduling": "schedule", "serving": "serve", "setting": "set", "sharing": "share",
+    "specifying": "specify", "starting": "start", "submitting": "submit", "testing": "test",
+    "training": "train", "tuning": "tune", "using": "use", "working": "work", "writing": "write",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainingQuery:
+    """A query a section answers; `positives` are the rows of the section's chunks."""
+
+    text: str
+    kind: str  # title | heading | api | sentence | question
+    page_url: str
+    positives: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One query with a positive chunk text and its hard negatives' texts."""
+
+    query: str
+    kind: str
+    positive: str
+    negatives: tuple[str, ...]
+
+
+def api_names(text: str, limit: int = 2) -> list[str]:
+    """The most specific API names a text mentions (dotted paths, CamelCase classes)."""
+    names: dict[str, int] = {}
+    for match in _API_RE.finditer(text):
+        name = match.group(0).lstrip("@")
+        if 6 <= len(name) <= 60 and not name[0].isdigit() and "." not in name[-1:]:
+            names[name] = names.get(name, 0) + 1
+    ranked = sorted(names, key=lambda n: (-names[n], -len(n), n))
+    return ranked[:limit]
+
+
+def sentences(text: str, limit: int = 2) -> list[str]:
+    """The first prose sentences of a text (5 to 40 words, not code)."""
+    found = []
+    for raw in _SENTENCE_END_RE.split(" ".join(text.split())):
+        words = raw.split()
+        code = sum(ch in _CODE_CHARS for ch in raw)
+        if 5 <= len(words) <= 40 and code <= 2:
+            found.append(raw)
+            if len(found) == limit:
+                break
+    return found
+
+
+def task_question(heading: str) -> str | None:
+    """A how-to question from a task-like heading, else None."""
+    words = heading.split()
+    if len(words) < 2:
+        return None
+    first = words[0].lower()
+    verb = first if first in _VERBS else _GERUNDS.get(first)
+    if verb is None:
+        return None
+    rest = " ".join(words[1:]).rstrip(".:")
+    return f"How do I {verb} {rest}?"
+
+
+def _clean_title(title: str) -> str:
+    return " ".join(title.replace("#", " ").split())
+
+
+def section_queries(
+    page_title: str, section_title: str, text: str, first_section: bool
+) -> list[tuple[str, str]]:
+    """(query, kind) pairs for one section, most reliable first, without repeats."""
+    page, section = _clean_title(page_title), _clean_title(section_title)
+    out: list[tuple[str, str]] = []
+    if first_section and page:
+        out.append((page, "title"))
+    if section and section != page:
+        out.append((f"{page} {section}" if page else section, "heading"))
+    question = task_question(section or page)
+    if question:
+        out.append((question, "question"))
+    out += [(name, "api") for name in api_names(text)]
+    out += [(sentence, "sentence") for sentence in sentences(text)]
+    seen: set[str] = set()
+    unique = []
+    for query, kind in out:
+        key = query.lower()
+        if key not in seen:
+            seen.add(key)
+            unique.append((query, kind))
+    return unique
+
+
+def corpus_queries(chunks: Sequence[Chunk], max_pages: int = 2) -> list[TrainingQuery]:
+    """Every section's queries over the chunk list (rows index `chunks`), in corpus order."""
+    sections: dict[str, list[int]] = {}
+    for row, chunk in enumerate(chunks):
+        sections.setdefault(chunk.source, []).append(row)
+    first_source: dict[str, str] = {}
+    for source, rows in sections.items():
+        first_source.setdefault(chunks[rows[0]].page_url, source)
+    queries: list[TrainingQuery] = []
+    for source, rows in sections.items():
+        head = chunks[rows[0]]
+        body = " ".join(chunks[r].text for r in rows)
+        first = first_source[head.page_url] == source
+        for query, kind in section_queries(head.page_title, head.section_title, body, first):
+            queries.append(TrainingQuery(query, kind, head.page_url, tuple(rows)))
+    # A query that many pages yield ("This API is stable across Ray releases.", a common class
+    # name) identifies none of them: keep only queries at most `max_pages` pages share.
+    pages: dict[str, set[str]] = {}
+    for made in queries:
+        pages.setdefault(made.text.lower(), set()).add(made.page_url)
+    return [q for q in queries if len(pages[q.text.lower()]) <= max_pages]
+
+
+def sample_queries(queries: list[TrainingQuery], limit: int, seed: int) -> list[TrainingQuery]:
+    """At most `limit` queries, drawn evenly over the corpus with a fixed seed (reproducible,
+    so a resumed training sees the same data)."""
+    if len(queries) <= limit:
+        return list(queries)
+    picked = random.Random(seed).sample(range(len(queries)), limit)
+    return [queries[i] for i in sorted(picked)]
+
+
+Ranker = Callable[[list[str]], list[list[int]]]  # queries -> chunk rows, best first
+
+
+def mine_negatives(
+    queries: list[TrainingQuery],
+    chunks: Sequence[Chunk],
+    rank: Ranker,
+    per_query: int,
+    skip: int = 0,
+) -> list[list[int]]:
+    """Hard negatives for each query: the best-ranked chunks from *other* pages, after the
+    first `skip` such chunks (the very top is likelier an unlabelled positive). A chunk from
+    the query's own page, or with the same text as a positive, is never a negative."""
+    ranked = rank([q.text for q in queries])
+    negatives = []
+    for query, rows in zip(queries, ranked, strict=True):
+        own_texts = {chunks[r].text for r in query.positives}
+        others = [
+            r
+            for r in rows
+            if chunks[r].page_url != query.page_url and chunks[r].text not in own_texts
+        ]
+        negatives.append(others[skip : skip + per_query])
+    return negatives
+
+
+def training_examples(
+    queries: list[TrainingQuery],
+    negatives: list[list[int]],
+    chunks: Sequence[Chunk],
+    text_of: Callable[[Chunk], str],
+    seed: int,
+) -> list[TrainingExample]:
+    """One example per query: a positive chunk drawn from its section (seeded) and the text
+    of its negatives. Queries without a negative are left out."""
+    pick = random.Random(seed)
+    examples = []
+    for query, rows in zip(queries, negatives, strict=True):
+        if not rows:
+            continue
+        positive = chunks[pick.choice(query.positives)]
+        examples.append(TrainingExample(query.text, query.kind, text_of(positive),
+                                        tuple(text_of(chunks[r]) for r in rows)))  # fmt: skip
+    return examples
+
+
+def hybrid_ranker(retriever: HybridRetriever, embed: Embed, depth: int) -> Ranker:
+    """A `Ranker` over the service's own hybrid retrieval (one hit per page, as served)."""
+    rows = {chunk.id: row for row, chunk in enumerate(retriever.published.chunks)}
+
+    def rank(queries: list[str]) -> list[list[int]]:
+        ranked: list[list[int]] = []
+        for start in range(0, len(queries), 256):
+            batch = queries[start : start + 256]
+            found = retriever.search_many(batch, embed(batch), [depth] * len(batch))
+            ranked += [[rows[hit.chunk.id] for hit in hits] for hits in found]
+        return ranked
+
+    return rank
+
+
+def corpus_examples(
+    chunks: Sequence[Chunk], rank: Ranker, settings: AdaptSettings, titles: bool = True
+) -> list[TrainingExample]:
+    """The whole unsupervised recipe: queries from every section, a seeded sample of
+    `max_queries`, hard negatives from `rank`, one example per query."""
+    queries = sample_queries(corpus_queries(chunks), settings.max_queries, settings.seed)
+    negatives = mine_negatives(queries, chunks, rank, settings.negatives, settings.skip_negatives)
+    return training_examples(queries, negatives, chunks, lambda c: c.embed_text(titles),
+                             settings.seed)  # fmt: skip

@@ -1,0 +1,172 @@
+"""The two learners of corpus adaptation, with sentence-transformers' own trainers.
+
+- `train_reranker`: a cross-encoder started from the MiniLM encoder's weights (a fresh
+  one-logit head), trained with binary cross-entropy on (query, positive) and
+  (query, hard negative) pairs.
+- `train_embedder`: the bi-encoder itself, fine-tuned with in-batch and hard negatives
+  (MultipleNegativesRankingLoss).
+
+Both checkpoint every `checkpoint_steps` into `work_dir` and resume from the newest checkpoint
+there, so a killed training continues where it stopped; the data order is seeded, so the
+resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragcore.adapt.pairs import TrainingExample
+from utils.settings import AdaptSettings
+
+Progress = Callable[[int, int, float], None]  # step, total steps, seconds so far
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained model directory and how it was made."""
+
+    path: Path
+    learner: str
+    examples: int
+    steps: int
+    seconds: float
+    resumed_from: int  # the checkpoint step training resumed from (0: a fresh start)
+
+
+def latest_checkpoint(work_dir: Path) -> tuple[Path | None, int]:
+    """The newest complete `checkpoint-N` in `work_dir`, and N."""
+    best: tuple[Path | None, int] = (None, 0)
+    for path in work_dir.glob("checkpoint-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if step.isdigit() and (path / "trainer_state.json").exists() and int(step) > best[1]:
+            best = (path, int(step))
+    return best
+
+
+def _arguments(cls: Any, work_dir: Path, settings: AdaptSettings, device: str) -> Any:
+    return cls(
+        output_dir=str(work_dir),
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=0.1,  # a float is a share of the steps
+        save_strategy="steps",
+        save_steps=settings.checkpoint_steps,
+        save_total_limit=2,
+        logging_steps=max(1, settings.checkpoint_steps // 4),
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to="none",
+        use_cpu=device == "cpu",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _progress_callback(progress: Progress | None) -> Any:
+    from transformers import TrainerCallback
+
+    class _Report(TrainerCallback):
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if progress is not None:
+                progress(state.global_step, state.max_steps, time.perf_counter() - self.start)
+
+    return _Report()
+
+
+def _keep_layers(model: Any, layers: int) -> None:
+    """Keep the first `layers` encoder layers (cost per query pair is linear in them)."""
+    if layers < model.config.num_hidden_layers:
+        model.base_model.encoder.layer = model.base_model.encoder.layer[:layers]
+        model.config.num_hidden_layers = layers
+
+
+def _run(trainer: Any, work_dir: Path) -> tuple[int, int]:
+    checkpoint, step = latest_checkpoint(work_dir)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return int(trainer.state.global_step), step
+
+
+def train_reranker(
+    examples: list[TrainingExample],
+    base_model: str,
+    out_dir: Path,
+    work_dir: Path,
+    settings: AdaptSettings,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> TrainedModel:
+    """Train the cross-encoder reranker and save it to `out_dir`."""
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.cross_encoder import (
+        CrossEncoder,
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+
+    start = time.perf_counter()
+    rows: dict[str, list[Any]] = {"query": [], "passage": [], "label": []}
+    for example in examples:
+        for text, label in [(example.positive, 1.0), *((n, 0.0) for n in example.negatives)]:
+            rows["query"].append(example.query)
+            rows["passage"].append(text)
+            rows["label"].append(label)
+    model = CrossEncoder(base_model, num_labels=1, max_length=settings.max_length, device=device)
+    _keep_layers(model[0].auto_model, settings.reranker_layers)
+    negatives_per_positive = max(1.0, (len(rows["label"]) - len(examples)) / max(1, len(examples)))
+    loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(negatives_per_positive))
+    args = _arguments(CrossEncoderTrainingArguments, work_dir, settings, device)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
+                                  loss=loss, callbacks=[_progress_callback(progress)])  # fmt: skip
+    steps, resumed = _run(trainer, work_dir)
+    model.save_pretrained(str(out_dir))
+    return TrainedModel(out_dir, "reranker", len(examples), steps,
+                        time.perf_counter() - start, resumed)  # fmt: skip
+
+
+def train_embedder(
+    examples: list[TrainingExample],
+    base_model: str,
+    out_dir: Path,
+    work_dir: Path,
+    settings: AdaptSettings,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> TrainedModel:
+    """Fine-tune the bi-encoder on (query, positive, hard negative) triplets and save it."""
+    from datasets import Dataset
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.training_args import BatchSamplers
+
+    from utils.models import load_sentence_transformer
+
+    start = time.perf_counter()
+    usable = [e for e in examples if e.negatives]
+    rows = {"anchor": [e.query for e in usable], "positive": [e.positive for e in usable],
+            "negative": [e.negatives[0] for e in usable]}  # fmt: skip
+    model = load_sentence_transformer(base_model, device=device)
+    model.max_seq_length = settings.max_length
+    args = _arguments(SentenceTransformerTrainingArguments, work_dir, settings, device)
+    # No two examples of one batch share a text, or in-batch negatives would be positives.
+    args.batch_sampler = BatchSamplers.NO_DUPLICATES
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=Dataset.from_dict(rows),
+        loss=MultipleNegativesRankingLoss(model), callbacks=[_progress_callback(progress)],
+    )  # fmt: skip
+    steps, resumed = _run(trainer, work_dir)
+    model.save_pretrained(str(out_dir))
+    return TrainedModel(out_dir, "embedder", len(usable), steps,
+                        time.perf_counter() - start, resumed)  # fmt: skip

@@ -1,0 +1,74 @@
+"""Cross-encoder reranking of the fused candidates: the service and the evaluation share it.
+
+The reranker reads each (query, chunk) pair whole, so it sees what the bi-encoder and BM25
+miss (which words of the query the chunk answers). It only reorders the top `candidates` of
+hybrid retrieval; all pairs of a batch of queries go through one forward pass."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
+
+from ragcore.retrieval import RetrievedChunk
+
+
+class PairScorer(Protocol):
+    """Scores (query, passage) pairs; higher is more relevant."""
+
+    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """One score per pair."""
+        ...
+
+
+class CrossEncoderReranker:
+    """A sentence-transformers CrossEncoder directory (a trained one sits in its index
+    version), run on this process's CPU or GPU."""
+
+    def __init__(
+        self,
+        path: str,
+        batch_size: int = 64,
+        max_length: int | None = None,
+        device: str = "cpu",
+    ) -> None:
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        self.path = path
+        self.batch_size = batch_size
+        self.model = CrossEncoder(path, max_length=max_length, device=device)
+
+    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """Raw logits, one per pair (monotone in relevance)."""
+        if not pairs:
+            return np.zeros(0, dtype=np.float32)
+        scores = self.model.predict(pairs, batch_size=self.batch_size, convert_to_numpy=True,
+                                    show_progress_bar=False, activation_fn=None)  # fmt: skip
+        return np.asarray(scores, dtype=np.float32).ravel()
+
+
+def rerank_many(
+    scorer: PairScorer,
+    queries: list[str],
+    results: list[list[RetrievedChunk]],
+    ks: list[int],
+    candidates: int,
+    titles: bool = True,
+) -> list[list[RetrievedChunk]]:
+    """Reorder the first `candidates` of each result list by the scorer and keep `ks[i]`.
+    A hit's `score` becomes the reranker's; its legs' ranks and cosine stay."""
+    pairs: list[tuple[str, str]] = []
+    spans: list[tuple[int, int]] = []
+    for query, hits in zip(queries, results, strict=True):
+        head = hits[:candidates]
+        spans.append((len(pairs), len(pairs) + len(head)))
+        pairs += [(query, hit.chunk.embed_text(titles)) for hit in head]
+    scores = scorer.score(pairs)
+    out = []
+    for (start, end), hits, k in zip(spans, results, ks, strict=True):
+        own = scores[start:end]
+        order = np.argsort(-own, kind="stable")
+        ranked = [replace(hits[start_row], score=float(own[start_row])) for start_row in order]
+        out.append((ranked + hits[end - start :])[:k])
+    return out
