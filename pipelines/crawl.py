@@ -224,9 +224,8 @@ def crawl(
                     scheduled += 1
             if batch:
                 urls = [u for u, _, _ in batch]
-                checks = {u: revalidation.validators(u) for u in urls}
-                ref = fetch_batch.remote(urls, settings, {u: h for u, h in checks.items() if h})
-                in_flight[ref] = batch
+                checks = {u: h for u in urls if (h := revalidation.validators(u))}
+                in_flight[fetch_batch.remote(urls, settings, checks)] = batch
         if not in_flight:
             break
         remaining = deadline - time.monotonic()

@@ -69,10 +69,17 @@ def _fsync_file(path: Path) -> None:
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """One JSON record a line, fsynced."""
     with path.open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     _fsync_file(path)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records `_write_jsonl` wrote."""
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
 
 
 def _manifest(
@@ -116,15 +123,12 @@ def publish(
     try:
         index = build_faiss_index(vectors, settings.index.index_type, settings.index.hnsw_m)
         faiss.write_index(index, str(staging / INDEX_FILE))
-        with (staging / CHUNKS_FILE).open("w", encoding="utf-8") as handle:
-            for chunk in chunks:
-                handle.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+        _write_jsonl(staging / CHUNKS_FILE, [chunk.to_dict() for chunk in chunks])
         if quarantine:
             _write_jsonl(staging / QUARANTINE_FILE, quarantine)
         if pages is not None:
             _write_jsonl(staging / PAGES_FILE, [page.to_dict() for page in pages])
-        for name in (INDEX_FILE, CHUNKS_FILE):
-            _fsync_file(staging / name)
+        _fsync_file(staging / INDEX_FILE)
         manifest = _manifest(staging, version, now, vectors, settings)
         manifest.update(num_documents=num_documents, num_chunks=len(chunks), **(extra or {}))
         atomic_write_text(staging / MANIFEST_FILE, json.dumps(manifest, indent=2))
@@ -154,8 +158,7 @@ def read_pages(root: Path, version: str) -> list[Page] | None:
     path = root / version / PAGES_FILE
     if not path.exists():
         return None
-    with path.open(encoding="utf-8") as handle:
-        return [Page.from_dict(json.loads(line)) for line in handle if line.strip()]
+    return [Page.from_dict(record) for record in _read_jsonl(path)]
 
 
 def read_manifest(root: Path, version: str) -> dict[str, Any]:
@@ -217,8 +220,7 @@ def load_index(
         if sha256_file(path / name) != expected:
             raise IndexNotReadyError(f"index version {version}: {name} fails its checksum")
     index = faiss.read_index(str(path / INDEX_FILE))
-    with (path / CHUNKS_FILE).open(encoding="utf-8") as handle:
-        chunks = [Chunk.from_dict(json.loads(line)) for line in handle if line.strip()]
+    chunks = [Chunk.from_dict(record) for record in _read_jsonl(path / CHUNKS_FILE)]
     if index.ntotal != len(chunks):
         raise IndexNotReadyError(
             f"index version {version}: {index.ntotal} vectors but {len(chunks)} chunks"

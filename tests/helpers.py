@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar
@@ -182,6 +182,15 @@ def make_service(
 
 TOPICS = ["autoscaling", "batching", "replicas", "ingress", "placement", "checkpoints",
           "streaming", "metrics", "tracing", "deployments", "handles", "actors"]  # fmt: skip
+
+
+def html_page(title: str, body: str, links: Sequence[str] = ()) -> str:
+    """A small docs page: links in a nav bar, then the title and one paragraph."""
+    anchors = "".join(f'<a href="{link}">{link}</a> ' for link in links)
+    return (
+        f"<html><head><title>{title}</title></head><body><nav>{anchors}</nav>"
+        f"<main><h1 id='top'>{title}</h1><p>{body}</p></main></body></html>"
+    )
 
 
 def write_corpus(root: Path, pages: int, sections: int = 6) -> Path:

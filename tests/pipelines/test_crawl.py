@@ -7,19 +7,12 @@ from pathlib import Path
 import pytest
 
 from pipelines.crawl import crawl
+from tests.helpers import html_page
 from utils.errors import InputError
 from utils.settings import CrawlSettings
 from utils.static_site import StaticSite
 
 pytestmark = pytest.mark.integration
-
-
-def _page(title: str, body: str, links: list[str]) -> str:
-    anchors = "".join(f'<a href="{link}">{link}</a> ' for link in links)
-    return (
-        f"<html><head><title>{title}</title></head><body><nav>{anchors}</nav>"
-        f"<main><h1 id='top'>{title}</h1><p>{body}</p></main></body></html>"
-    )
 
 
 @pytest.fixture
@@ -28,9 +21,9 @@ def site(tmp_path: Path) -> Path:
     (docs / "guide").mkdir(parents=True)
     (docs / "private").mkdir()
     (docs / "_modules" / "ray").mkdir(parents=True)
-    (docs / "_modules" / "ray" / "serve.html").write_text(_page("Source", "def f(): ...", []))
+    (docs / "_modules" / "ray" / "serve.html").write_text(html_page("Source", "def f(): ...", []))
     pages = {
-        "index.html": _page(
+        "index.html": html_page(
             "Home",
             "welcome",
             [
@@ -44,11 +37,11 @@ def site(tmp_path: Path) -> Path:
                 "notes.html",
             ],
         ),
-        "guide/a.html": _page("A", "alpha text", ["b.html", "../index.html"]),
-        "guide/b.html": _page("B", "beta text", ["c.html"]),
-        "guide/c.html": _page("C", "gamma text", []),
-        "private/secret.html": _page("Secret", "hidden", []),
-        "new.html": _page("New", "moved here", []),
+        "guide/a.html": html_page("A", "alpha text", ["b.html", "../index.html"]),
+        "guide/b.html": html_page("B", "beta text", ["c.html"]),
+        "guide/c.html": html_page("C", "gamma text", []),
+        "private/secret.html": html_page("Secret", "hidden", []),
+        "new.html": html_page("New", "moved here", []),
     }
     for name, html in pages.items():
         (docs / name).write_text(html)
@@ -56,7 +49,7 @@ def site(tmp_path: Path) -> Path:
     (docs / "notes.html.txt").write_text("x")
     (tmp_path / "robots.txt").write_text("User-agent: *\nDisallow: /docs/private/\n")
     (tmp_path / "other").mkdir()
-    (tmp_path / "other" / "x.html").write_text(_page("Out", "out of scope", []))
+    (tmp_path / "other" / "x.html").write_text(html_page("Out", "out of scope", []))
     return tmp_path
 
 

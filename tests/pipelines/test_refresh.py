@@ -17,6 +17,7 @@ from pipelines.refresh import Revalidation, content_fingerprint
 from ragcore.documents import Page, Section
 from ragcore.index_format import current_version, load_index, read_manifest, read_pages
 from ragcore.index_manager import IndexManager
+from tests.helpers import html_page
 from utils.settings import BuildSettings, ChunkingSettings, CrawlSettings, ServiceSettings
 from utils.static_site import StaticSite
 
@@ -24,12 +25,6 @@ from utils.static_site import StaticSite
 def _page(url: str, text: str, content_hash: str = "h1", **validators: str) -> Page:
     section = Section(url, "Title", "intro", "Intro", text)
     return Page(url, "Title", [section], ["x"], content_hash=content_hash, **validators)
-
-
-def _html(title: str, body: str, links: tuple[str, ...] = ()) -> str:
-    anchors = "".join(f'<a href="{link}">{link}</a> ' for link in links)
-    return (f"<html><head><title>{title}</title></head><body><nav>{anchors}</nav><main>"
-            f"<h1 id='top'>{title}</h1><p>{body}</p></main></body></html>")  # fmt: skip
 
 
 def _touch_later(path: Path, seconds: float = 10.0) -> None:
@@ -99,7 +94,7 @@ def test_refresh_flag_reaches_the_settings() -> None:
 
 @pytest.mark.parametrize("etags", [True, False], ids=["etag", "last-modified"])
 def test_fetch_one_asks_conditionally(tmp_path: Path, etags: bool) -> None:
-    (tmp_path / "a.html").write_text(_html("A", "alpha"))
+    (tmp_path / "a.html").write_text(html_page("A", "alpha"))
     settings = CrawlSettings(retries=0)
     with StaticSite(tmp_path, etags=etags) as site, httpx.Client() as client:
         url = f"{site.url}/a.html"
@@ -109,7 +104,7 @@ def test_fetch_one_asks_conditionally(tmp_path: Path, etags: bool) -> None:
         check = Revalidation("v1", None, {url: first.page})
         again = fetch_one(client, url, settings, check.validators(url))
         assert again.page is None and again.status == 304
-        (tmp_path / "a.html").write_text(_html("A", "alpha, edited"))
+        (tmp_path / "a.html").write_text(html_page("A", "alpha, edited"))
         _touch_later(tmp_path / "a.html")
         edited = fetch_one(client, url, settings, check.validators(url))
     assert edited.status == 200 and edited.page is not None
@@ -120,11 +115,13 @@ def test_fetch_one_asks_conditionally(tmp_path: Path, etags: bool) -> None:
 def docs_site(tmp_path: Path) -> Path:
     site = tmp_path / "site"
     site.mkdir()
-    (site / "index.html").write_text(_html("Home", "Start here.", ("a.html", "b.html", "c.html")))
+    (site / "index.html").write_text(
+        html_page("Home", "Start here.", ("a.html", "b.html", "c.html"))
+    )
     bodies = {"a": "Autoscaling adds replicas under load.", "b": "Batching groups requests.",
               "c": "Checkpoints save actor state."}  # fmt: skip
     for name, body in bodies.items():
-        (site / f"{name}.html").write_text(_html(name.upper(), body * 20))
+        (site / f"{name}.html").write_text(html_page(name.upper(), body * 20))
     return site
 
 
@@ -146,12 +143,12 @@ def test_refresh_republishes_only_what_changed_and_the_service_swaps(
         old_ids = {c.id for c in load_index(index_dir).chunks}
 
         (docs_site / "b.html").write_text(
-            _html("B", "Batching groups requests into one call. " * 20)
+            html_page("B", "Batching groups requests into one call. " * 20)
         )
         (docs_site / "c.html").unlink()  # still linked: a 404 now
-        (docs_site / "d.html").write_text(_html("D", "Deployments declare replicas. " * 20))
+        (docs_site / "d.html").write_text(html_page("D", "Deployments declare replicas. " * 20))
         (docs_site / "index.html").write_text(
-            _html("Home", "Start here.", ("a.html", "b.html", "c.html", "d.html"))
+            html_page("Home", "Start here.", ("a.html", "b.html", "c.html", "d.html"))
         )
         for name in ("b.html", "d.html", "index.html"):
             _touch_later(docs_site / name)
