@@ -44,11 +44,12 @@ def _progress(name: str) -> Any:
     return report
 
 
-def train(published: PublishedIndex, out: Path, settings: AdaptSettings) -> TrainedModel:
-    """Examples from the index's own chunks, then the reranker."""
-    retrieval = RetrievalSettings()
-    searcher = Searcher(published, retrieval)
-    embedder = SentenceEmbedder(published.embedding_model)
+def train(
+    searcher: Searcher, embedder: SentenceEmbedder, out: Path, settings: AdaptSettings
+) -> TrainedModel:
+    """Examples from the index's own chunks (negatives from `searcher`'s hybrid retriever),
+    then the reranker."""
+    published = searcher.retriever.published
     start = time.perf_counter()
     rank = hybrid_ranker(searcher.retriever, embedder.embed, depth=30)
     examples = corpus_examples(published.chunks, rank, settings)
@@ -56,6 +57,13 @@ def train(published: PublishedIndex, out: Path, settings: AdaptSettings) -> Trai
     base = resolve_embedding_model(published.embedding_model)
     return train_reranker(examples, base, out / "reranker", out / "work-reranker", settings,
                           progress=_progress("reranker"))  # fmt: skip
+
+
+def base_searcher(published: PublishedIndex, candidates: int) -> tuple[Searcher, SentenceEmbedder]:
+    """One searcher (one BM25 index, one embedder) for mining, scoring and reranking: the
+    reranked rows set its `reranker`."""
+    embedder = SentenceEmbedder(published.embedding_model)
+    return Searcher(published, RetrievalSettings(), embedder, None, candidates), embedder
 
 
 def rerank_latency(searcher: Searcher, questions: list[str], k: int = 5) -> dict[str, float]:
@@ -78,15 +86,13 @@ def _timed(searcher: Searcher, question: str, k: int) -> float:
 
 def ray_docs(work: Path, settings: AdaptSettings, candidates: int) -> dict[str, Any]:
     index_dir, _ = common.resolve_index(common.RAY_DOCS_INDEX)
-    published = load_index(index_dir)
-    trained = train(published, work / "ray-docs", settings)
+    searcher, embedder = base_searcher(load_index(index_dir), candidates)
+    trained = train(searcher, embedder, work / "ray-docs", settings)
     items = load_qa(common.QA_FILE)
-    base = Searcher(published, RetrievalSettings())
-    rows = {"base hybrid": score_qa(base, items, [1, 5, 10], "hybrid")[0]}
-    reranker = CrossEncoderReranker(str(trained.path), max_length=settings.max_length)
-    reranked = Searcher(published, RetrievalSettings(), base._embedder, reranker, candidates)
-    rows["reranked"] = score_qa(reranked, items, [1, 5, 10], "hybrid")[0]
-    latency = rerank_latency(reranked, [i.question for i in items[:100]])
+    rows = {"base hybrid": score_qa(searcher, items, [1, 5, 10], "hybrid")[0]}
+    searcher.reranker = CrossEncoderReranker(str(trained.path), max_length=settings.max_length)
+    rows["reranked"] = score_qa(searcher, items, [1, 5, 10], "hybrid")[0]
+    latency = rerank_latency(searcher, [i.question for i in items[:100]])
     return {"rows": rows, "training": _training(trained), "latency": latency}
 
 
@@ -96,13 +102,11 @@ def scifact(work: Path, settings: AdaptSettings, candidates: int) -> dict[str, A
 
     data = load_beir(common.SCIFACT, "train")
     index_dir = ensure_scifact_index(work / "indexes", data, ChunkingSettings())
-    published = load_index(index_dir)
-    trained = train(published, work / "scifact", settings)
-    base = Searcher(published, RetrievalSettings())
-    rows = {"base hybrid": score_beir(base, data, "hybrid")}
-    reranker = CrossEncoderReranker(str(trained.path), max_length=settings.max_length)
-    reranked = Searcher(published, RetrievalSettings(), base._embedder, reranker, candidates)
-    rows["reranked"] = score_beir(reranked, data, "hybrid")
+    searcher, embedder = base_searcher(load_index(index_dir), candidates)
+    trained = train(searcher, embedder, work / "scifact", settings)
+    rows = {"base hybrid": score_beir(searcher, data, "hybrid")}
+    searcher.reranker = CrossEncoderReranker(str(trained.path), max_length=settings.max_length)
+    rows["reranked"] = score_beir(searcher, data, "hybrid")
     return {"rows": rows, "training": _training(trained)}
 
 

@@ -58,6 +58,7 @@ class Searcher:
     def search(self, queries: list[str], k: int, mode: Mode) -> list[list[RetrievedChunk]]:
         """Top `k` chunks for each query, in `mode` (reranked when there is a reranker)."""
         depth = max(k, self.rerank_candidates) if self.reranker else k
+        titles = bool(self.retriever.published.manifest.get("prepend_titles", True))
         results: list[list[RetrievedChunk]] = []
         for start in range(0, len(queries), 256):  # bounds the (queries x chunks) score matrix
             batch = queries[start : start + 256]
@@ -67,7 +68,6 @@ class Searcher:
                 vectors = np.stack([self._vectors[q] for q in batch])
             found = self.retriever.search_many(batch, vectors, [depth] * len(batch), mode)
             if self.reranker is not None:
-                titles = bool(self.retriever.published.manifest.get("prepend_titles", True))
                 found = rerank_many(self.reranker, batch, found, [k] * len(batch),
                                     self.rerank_candidates, titles)  # fmt: skip
             results += found

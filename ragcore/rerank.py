@@ -69,6 +69,6 @@ def rerank_many(
     for (start, end), hits, k in zip(spans, results, ks, strict=True):
         own = scores[start:end]
         order = np.argsort(-own, kind="stable")
-        ranked = [replace(hits[start_row], score=float(own[start_row])) for start_row in order]
+        ranked = [replace(hits[i], score=float(own[i])) for i in order]
         out.append((ranked + hits[end - start :])[:k])
     return out

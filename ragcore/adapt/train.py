@@ -88,9 +88,24 @@ def _keep_layers(model: Any, layers: int) -> None:
         model.config.num_hidden_layers = layers
 
 
-def _run(trainer: Any, work_dir: Path) -> tuple[int, int]:
-    checkpoint, step = latest_checkpoint(work_dir)
+def _fit(
+    trainer_cls: Any,
+    model: Any,
+    args: Any,
+    rows: dict[str, list[Any]],
+    loss: Any,
+    out_dir: Path,
+    progress: Progress | None,
+) -> tuple[int, int]:
+    """Train from the newest checkpoint in `args.output_dir` (if any) and save the model to
+    `out_dir`; the steps done in all, and the step resumed from."""
+    from datasets import Dataset
+
+    trainer = trainer_cls(model=model, args=args, train_dataset=Dataset.from_dict(rows),
+                          loss=loss, callbacks=[_progress_callback(progress)])  # fmt: skip
+    checkpoint, step = latest_checkpoint(Path(args.output_dir))
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    model.save_pretrained(str(out_dir))
     return int(trainer.state.global_step), step
 
 
@@ -105,7 +120,6 @@ def train_reranker(
 ) -> TrainedModel:
     """Train the cross-encoder reranker and save it to `out_dir`."""
     import torch
-    from datasets import Dataset
     from sentence_transformers.cross_encoder import (
         CrossEncoder,
         CrossEncoderTrainer,
@@ -125,10 +139,7 @@ def train_reranker(
     negatives_per_positive = max(1.0, (len(rows["label"]) - len(examples)) / max(1, len(examples)))
     loss = BinaryCrossEntropyLoss(model, pos_weight=torch.tensor(negatives_per_positive))
     args = _arguments(CrossEncoderTrainingArguments, work_dir, settings, device)
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
-                                  loss=loss, callbacks=[_progress_callback(progress)])  # fmt: skip
-    steps, resumed = _run(trainer, work_dir)
-    model.save_pretrained(str(out_dir))
+    steps, resumed = _fit(CrossEncoderTrainer, model, args, rows, loss, out_dir, progress)
     return TrainedModel(out_dir, "reranker", len(examples), steps,
                         time.perf_counter() - start, resumed)  # fmt: skip
 
@@ -143,7 +154,6 @@ def train_embedder(
     progress: Progress | None = None,
 ) -> TrainedModel:
     """Fine-tune the bi-encoder on (query, positive, hard negative) triplets and save it."""
-    from datasets import Dataset
     from sentence_transformers import (
         SentenceTransformerTrainer,
         SentenceTransformerTrainingArguments,
@@ -155,18 +165,15 @@ def train_embedder(
 
     start = time.perf_counter()
     usable = [e for e in examples if e.negatives]
-    rows = {"anchor": [e.query for e in usable], "positive": [e.positive for e in usable],
-            "negative": [e.negatives[0] for e in usable]}  # fmt: skip
+    rows: dict[str, list[Any]] = {"anchor": [e.query for e in usable],
+                                  "positive": [e.positive for e in usable],
+                                  "negative": [e.negatives[0] for e in usable]}  # fmt: skip
     model = load_sentence_transformer(base_model, device=device)
     model.max_seq_length = settings.max_length
     args = _arguments(SentenceTransformerTrainingArguments, work_dir, settings, device)
     # No two examples of one batch share a text, or in-batch negatives would be positives.
     args.batch_sampler = BatchSamplers.NO_DUPLICATES
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=Dataset.from_dict(rows),
-        loss=MultipleNegativesRankingLoss(model), callbacks=[_progress_callback(progress)],
-    )  # fmt: skip
-    steps, resumed = _run(trainer, work_dir)
-    model.save_pretrained(str(out_dir))
+    loss = MultipleNegativesRankingLoss(model)
+    steps, resumed = _fit(SentenceTransformerTrainer, model, args, rows, loss, out_dir, progress)
     return TrainedModel(out_dir, "embedder", len(usable), steps,
                         time.perf_counter() - start, resumed)  # fmt: skip
