@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import RayActorError
+from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tqdm import tqdm
 
@@ -25,6 +25,9 @@ from utils.settings import EmbeddingSettings
 ACTOR_START_TIMEOUT_S = 600.0
 BATCH_TIMEOUT_S = 900.0
 MAX_LOST_ACTORS = 4
+# How a lost node shows: its actor died, or a batch it had finished was still in that node's
+# object store when the node went (ObjectLostError), or its worker process crashed.
+LOST_WITH_NODE = (RayActorError, ObjectLostError, NodeDiedError, WorkerCrashedError)
 log = get_logger("embed")
 
 
@@ -101,7 +104,7 @@ class EmbeddingPool:
             return SPREAD
         return NodeAffinitySchedulingStrategy(alive[self.losses % len(alive)], soft=True)
 
-    def replace(self, actor: Any, error: Exception) -> None:
+    def replace(self, actor: Any, error: BaseException) -> None:
         """Retire a failed actor (once, whatever its calls in flight) and start another."""
         lost = [(a, node) for a, node in self.actors if a is actor]
         if not lost:
@@ -120,7 +123,7 @@ class EmbeddingPool:
             try:
                 self.start(1)
                 return
-            except RayActorError as exc:  # the replacement was lost too
+            except LOST_WITH_NODE as exc:  # the replacement was lost too
                 error = exc
 
     def stop(self) -> None:
@@ -145,7 +148,7 @@ def embed_batches(pool: EmbeddingPool, batches: list[Batch]) -> Iterator[Embedde
             actor, batch = pending.pop(ref)
             try:
                 embedded: Embedded = ray.get(ref, timeout=60.0)
-            except RayActorError as exc:  # its node was lost: the batch runs elsewhere
+            except LOST_WITH_NODE as exc:  # its node was lost: the batch runs elsewhere
                 queue.append(batch)
                 pool.replace(actor, exc)
                 continue
