@@ -53,6 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="re-crawl conditionally (ETag, Last-Modified), re-embed only changed chunks, and "
         "publish only if something changed",
     )
+    parser.add_argument("--adapt", action="store_true", default=None,
+                        help="train an embedder and/or reranker on the corpus itself and "
+                        "publish them with the version")  # fmt: skip
+    parser.add_argument("--adapt-learners", nargs="+", choices=["embedder", "reranker"],
+                        help="what --adapt trains (default: the settings' learners)")  # fmt: skip
+    parser.add_argument("--adapt-max-queries", type=int,
+                        help="training queries drawn from the corpus at most")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -74,6 +81,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         },
         "index": {"index_type": "index_type"},
         "guard_scan": {"action": "guard_scan"},
+        "adapt": {
+            "enabled": "adapt",
+            "learners": "adapt_learners",
+            "max_queries": "adapt_max_queries",
+        },
     }
     for group, fields in nested.items():
         for field, flag in fields.items():

@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     beir.add_argument("--split", default="test", help="qrels/<split>.tsv")
     beir.add_argument("--index-dir", type=Path, help="work dir for the corpus index (reused)")
     beir.add_argument("--num-cpus", type=int, default=8, help="logical CPUs for a local Ray")
+    beir.add_argument("--adapt", action="store_true", help="build the index as build_index.py "
+                      "--adapt does: models trained on the corpus, scored with them")  # fmt: skip
 
     asking = argparse.ArgumentParser(add_help=False)
     asking.add_argument("--qa", type=Path, required=True, help="JSON lines {question, source?, "
@@ -148,7 +150,9 @@ def run_beir(args: argparse.Namespace, settings: Settings, retrieval: RetrievalS
 
     data = load_beir(args.data, args.split)
     work = args.index_dir or Path(tempfile.gettempdir()) / "rag-eval" / f"beir-{data.name}"
-    build = settings.build.model_copy(update={"index_dir": work, "sources": [str(args.data)]})
+    adapt = settings.build.adapt.model_copy(update={"enabled": args.adapt})
+    build = settings.build.model_copy(update={"index_dir": work, "sources": [str(args.data)],
+                                              "adapt": adapt})  # fmt: skip
     path = current_beir_index(data, build)
     built = path is None
     if path is None:
@@ -165,7 +169,8 @@ def run_beir(args: argparse.Namespace, settings: Settings, retrieval: RetrievalS
     searcher = Searcher(published, retrieval)
     modes = args.mode or [retrieval.mode]
     results = {mode: score_beir(searcher, data, mode) for mode in modes}
-    extra = {"task": "beir", "dataset": data.name, "split": args.split, "built": built}
+    extra = {"task": "beir", "dataset": data.name, "split": args.split, "built": built,
+             "adapted": sorted(published.manifest.get("adapted") or {})}  # fmt: skip
     _report(f"beir: {data.name} ({args.split}), index {published.version}", results, extra)
 
 

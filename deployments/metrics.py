@@ -112,6 +112,11 @@ class ServeMetrics:
             "rag_engine_fallbacks", description="Engines skipped (circuit_open) or failed "
             "before answering, so the next path answered.", tag_keys=("engine", "reason"),  # type: ignore[arg-type]
         )  # fmt: skip
+        self._reranks = metrics.Counter(
+            "rag_reranks", description="Search batches by rerank outcome: reranked by the "
+            "index version's own reranker, or served in fused order (timeout, error).",
+            tag_keys=("outcome",),
+        )  # fmt: skip
         self._rollbacks = metrics.Counter(
             "rag_canary_rollbacks", description="Canaries rolled back, by variant and reason "
             "(error_rate, p95_latency, validation_failures).", tag_keys=("variant", "reason"),  # type: ignore[arg-type]
@@ -232,6 +237,9 @@ class ServeMetrics:
 
     def fallback(self, engine: str, reason: str) -> None:
         self._fallbacks.inc(1, tags={"engine": engine, "reason": reason})
+
+    def rerank(self, outcome: str) -> None:
+        self._reranks.inc(1, tags={"outcome": outcome})
 
     def canary_rollback(self, variant: str, reason: str) -> None:
         self._rollbacks.inc(1, tags={"variant": variant, "reason": reason})

@@ -22,6 +22,7 @@ from ragcore.embedding import SentenceEmbedder
 from ragcore.index_format import MANIFEST_FILE, PublishedIndex, current_version
 from ragcore.rerank import PairScorer, rerank_many
 from ragcore.retrieval import HybridRetriever, Mode, RetrievedChunk
+from ragcore.version_models import load_reranker
 from utils.errors import InputError
 from utils.settings import BuildSettings, RetrievalSettings
 from utils.urls import page_key, section_key
@@ -30,7 +31,8 @@ from utils.urls import page_key, section_key
 
 
 class Searcher:
-    """The service's retrieval path: the index's embedding model plus `HybridRetriever`."""
+    """The service's retrieval path: the index's query model (its adapted embedder, if it
+    trained one) plus `HybridRetriever`, and its reranker as the service would use it."""
 
     def __init__(
         self,
@@ -38,13 +40,15 @@ class Searcher:
         settings: RetrievalSettings,
         embedder: SentenceEmbedder | None = None,
         reranker: PairScorer | None = None,
-        rerank_candidates: int = 20,
+        rerank_candidates: int | None = None,
     ) -> None:
         self.retriever = HybridRetriever(published, settings)
         self.settings = settings
         self._embedder = embedder
+        if reranker is None and settings.rerank:
+            reranker = load_reranker(published, settings.rerank_batch_size)
         self.reranker = reranker
-        self.rerank_candidates = rerank_candidates
+        self.rerank_candidates = rerank_candidates or settings.rerank_candidates
         self._vectors: dict[str, np.ndarray] = {}  # shared by every mode scored on this index
 
     def _embed(self, queries: list[str]) -> None:
@@ -52,7 +56,7 @@ class Searcher:
         if not todo:
             return
         if self._embedder is None:
-            self._embedder = SentenceEmbedder(self.retriever.published.embedding_model)
+            self._embedder = SentenceEmbedder(self.retriever.published.query_model)
         self._vectors.update(zip(todo, self._embedder.embed(todo), strict=True))
 
     def search(self, queries: list[str], k: int, mode: Mode) -> list[list[RetrievedChunk]]:
@@ -202,6 +206,8 @@ def corpus_fingerprint(data: BeirData, settings: BuildSettings) -> str:
     digest = hashlib.sha256()
     digest.update(settings.chunking.model_dump_json().encode())
     digest.update(settings.embedding.model_name.encode())
+    if settings.adapt.enabled:  # an adapted index is another index
+        digest.update(settings.adapt.model_dump_json().encode())
     for doc_id in sorted(data.corpus):
         title, text = data.corpus[doc_id]
         digest.update(f"\x1e{doc_id}\x1f{title}\x1f{text}".encode())

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.adapt import AdaptedModel, adapt
 from pipelines.checkpoint import CheckpointStore, model_key
 from pipelines.chunk import SectionChunker
 from pipelines.crawl import check_reachable, crawl
@@ -44,6 +45,7 @@ class BuildSummary:
     placement: Placement = field(default_factory=Placement)
     changes: PageChanges | None = None  # set by --refresh
     published: bool = True
+    adapted: dict[str, dict[str, Any]] = field(default_factory=dict)  # set by --adapt
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
@@ -65,8 +67,14 @@ class BuildSummary:
             f"stages: {stages}; total {total:.1f}s",
             f"embedding {rate:.1f} chunks/s; end to end {self.chunks / total if total else 0:.1f} "
             "chunks/s",
+            *self._adapted_lines(),
             self.placement.line(),
         ]
+
+    def _adapted_lines(self) -> list[str]:
+        return [f"adapted {learner}: {r['examples']} examples, {r['steps']} steps, "
+                f"{r['seconds']:.0f}s on {r['device']}" + (" (reused)" if r.get("reused") else "")
+                for learner, r in self.adapted.items()]  # fmt: skip
 
 
 def is_url(source: str) -> bool:
@@ -147,7 +155,7 @@ def _summary(
     placement.merge(published.embed.placement)
     return BuildSummary(published.path, len(pages), sections, published.chunks,
                         published.embed, stages, published.guard_scan, placement,
-                        changes)  # fmt: skip
+                        changes, adapted=published.adapted)  # fmt: skip
 
 
 def _unchanged_version(
@@ -173,6 +181,7 @@ class IndexedPages:
     embed: EmbedStats
     stage_seconds: dict[str, float]
     guard_scan: dict[str, Any]
+    adapted: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def scan_chunks(
@@ -219,13 +228,49 @@ def index_pages(
     if not served:
         raise InputError(f"every one of the {len(chunks)} chunks was flagged as a prompt "
                          "injection: nothing to serve (see the build log)")  # fmt: skip
+    models = adapt_models(served, matrix, settings, embed_stats.placement, stages)
+    if "embedder" in models:  # the corpus is served in the adapted embedder's space
+        matrix = reembed(served, models["embedder"], settings, run_id, stages)
     start = time.perf_counter()
     meta = {"run_id": run_id, "chunker_fingerprint": chunker.fingerprint,
             "content_fingerprint": content_fingerprint(chunks, settings),
             "guard_scan": scan.summary(), **(extra or {})}  # fmt: skip
     quarantine = scan.flagged if scan.action == "quarantine" else []
     path = publish(served, matrix, settings, num_documents=len(pages), extra=meta,
-                   quarantine=[f.quarantine_record() for f in quarantine],
-                   pages=pages)  # fmt: skip
+                   quarantine=[f.quarantine_record() for f in quarantine], pages=pages,
+                   models={m.learner: (m.path, m.record) for m in models.values()})  # fmt: skip
     stages["publish"] = time.perf_counter() - start
-    return IndexedPages(path, len(served), embed_stats, stages, scan.summary())
+    adapted = {m.learner: m.record for m in models.values()}
+    return IndexedPages(path, len(served), embed_stats, stages, scan.summary(), adapted)
+
+
+def adapt_models(
+    chunks: list[Chunk],
+    matrix: np.ndarray,
+    settings: BuildSettings,
+    placement: Placement,
+    stages: dict[str, float],
+) -> dict[str, AdaptedModel]:
+    """With `--adapt`: the learners trained on the served chunks, by learner."""
+    if not settings.adapt.enabled:
+        return {}
+    start = time.perf_counter()
+    models = adapt(chunks, matrix, settings, placement)
+    stages["adapt"] = time.perf_counter() - start
+    return {m.learner: m for m in models}
+
+
+def reembed(
+    chunks: list[Chunk],
+    model: AdaptedModel,
+    settings: BuildSettings,
+    run_id: str,
+    stages: dict[str, float],
+) -> np.ndarray:
+    """The chunks' vectors from the adapted embedder (checkpointed under its own model key)."""
+    titles = settings.chunking.prepend_titles
+    embedding = settings.embedding.model_copy(update={"model_name": str(model.path)})
+    store = CheckpointStore(settings.index_dir / CHECKPOINT_DIR, model_key(str(model.path), titles))
+    vectors, stats = embed_chunks(chunks, embedding, titles, store, run_id)
+    stages["re-embed"] = stats.seconds
+    return np.stack([vectors[c.id] for c in chunks])

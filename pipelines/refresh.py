@@ -139,6 +139,8 @@ def content_fingerprint(chunks: list[Chunk], settings: BuildSettings) -> str:
         "scan": scan.model_dump(),
         "head": sha256_file(HEAD_PATH)[:16] if scan.action != "off" else None,
     }
+    if settings.adapt.enabled:  # only then: versions built without --adapt keep their digest
+        config["adapt"] = settings.adapt.model_dump(mode="json")
     digest.update(json.dumps(config, sort_keys=True).encode())
     for chunk in sorted(chunks, key=lambda c: c.id):
         digest.update(json.dumps(chunk.to_dict(), sort_keys=True).encode())

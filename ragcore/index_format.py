@@ -34,6 +34,7 @@ CHUNKS_FILE = "chunks.jsonl"
 MANIFEST_FILE = "manifest.json"
 QUARANTINE_FILE = "quarantine.jsonl"  # flagged chunks, kept for review and never loaded
 PAGES_FILE = "pages.jsonl"  # the pages the version was cut from; never loaded by the service
+MODELS_DIR = "models"  # models trained on this version's corpus (--adapt): models/<learner>/
 FORMAT_VERSION = 1
 
 
@@ -102,6 +103,24 @@ def _manifest(
     }
 
 
+def _copy_models(
+    staging: Path, models: dict[str, tuple[Path, dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Copy each learner's model directory into `models/<learner>/`; the manifest's `adapted`
+    records and the checksums of every copied file (paths relative to the version)."""
+    adapted: dict[str, Any] = {}
+    checksums: dict[str, str] = {}
+    for learner, (source, record) in models.items():
+        target = staging / MODELS_DIR / learner
+        shutil.copytree(source, target)
+        files = sorted(p for p in target.rglob("*") if p.is_file())
+        for path in files:
+            _fsync_file(path)
+            checksums[path.relative_to(staging).as_posix()] = sha256_file(path)
+        adapted[learner] = {"path": f"{MODELS_DIR}/{learner}", **record}
+    return adapted, checksums
+
+
 def publish(
     chunks: list[Chunk],
     vectors: np.ndarray,
@@ -110,10 +129,13 @@ def publish(
     extra: dict[str, Any] | None = None,
     quarantine: list[dict[str, Any]] | None = None,
     pages: list[Page] | None = None,
+    models: dict[str, tuple[Path, dict[str, Any]]] | None = None,
 ) -> Path:
     """Write a new version directory and switch `CURRENT` to it; returns the version path.
     `quarantine` (flagged chunks) and `pages` go to their own files, which the service never
-    loads."""
+    loads; `models` (learner -> trained model directory and its record) are copied in, named
+    in the manifest's `adapted` with checksums. With an adapted `embedder`, `vectors` are
+    its vectors, and queries must be embedded by it."""
     root = settings.index_dir
     root.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -131,6 +153,9 @@ def publish(
         _fsync_file(staging / INDEX_FILE)
         manifest = _manifest(staging, version, now, vectors, settings)
         manifest.update(num_documents=num_documents, num_chunks=len(chunks), **(extra or {}))
+        if models:
+            manifest["adapted"], checksums = _copy_models(staging, models)
+            manifest["checksums"].update(checksums)
         atomic_write_text(staging / MANIFEST_FILE, json.dumps(manifest, indent=2))
         final = root / version
         os.replace(staging, final)
@@ -185,7 +210,19 @@ class PublishedIndex:
 
     @property
     def embedding_model(self) -> str:
+        """The base model the version was built from (what the service is configured with)."""
         return str(self.manifest["embedding_model"])
+
+    def adapted_model(self, learner: str) -> Path | None:
+        """The directory of the model this version trained for `learner`, if it has one."""
+        record = (self.manifest.get("adapted") or {}).get(learner)
+        return self.path / record["path"] if record else None
+
+    @property
+    def query_model(self) -> str:
+        """What embeds queries for this version: its adapted embedder, else the base model."""
+        adapted = self.adapted_model("embedder")
+        return str(adapted) if adapted is not None else self.embedding_model
 
 
 def same_model(a: str, b: str) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 from ragcore.index_format import current_version, load_index
 from ragcore.protocols import Readiness
 from ragcore.retrieval import HybridRetriever
+from ragcore.version_models import VersionModelLoader, VersionModels
 from utils.errors import IndexNotReadyError, InputError
 from utils.logs import get_logger
 from utils.settings import RetrievalSettings, ServiceSettings
@@ -18,29 +19,39 @@ log = get_logger("index")
 
 
 class IndexManager:
-    """Holds the live `HybridRetriever`; loads new versions in a worker thread and swaps the
-    reference in one assignment, so every query sees exactly one complete version. The index
-    files are opened once per process, whatever the number of concurrent queries."""
+    """Holds the live `HybridRetriever` and its version's own models; loads new versions in a
+    worker thread and swaps both in one assignment, so every query sees exactly one complete
+    version. The index files are opened once per process, whatever the number of concurrent
+    queries."""
 
-    def __init__(self, settings: ServiceSettings) -> None:
+    def __init__(self, settings: ServiceSettings, models: VersionModelLoader | None = None):
         self.settings = settings
         self.retrieval = settings.retrieval
         self.pinned_version = settings.index_version
-        self._live: HybridRetriever | None = None
+        batch = settings.retrieval.rerank_batch_size
+        self.models = models or VersionModelLoader(settings.embed_threads,
+                                                   settings.embed_chunk_size, batch)  # fmt: skip
+        self._state: tuple[HybridRetriever, VersionModels] | None = None
         self._reason = "index not loaded yet"
         self._lock = threading.Lock()  # one load at a time
         self._wake: asyncio.Event | None = None
 
     @property
     def live(self) -> HybridRetriever | None:
-        return self._live
+        state = self._state
+        return None if state is None else state[0]
 
     def require_live(self) -> HybridRetriever:
         """The live retriever; IndexNotReadyError (a 503 with the reason) when there is none."""
-        live = self._live
-        if live is None:
+        return self.require_state()[0]
+
+    def require_state(self) -> tuple[HybridRetriever, VersionModels]:
+        """The live retriever and its version's models, read together; IndexNotReadyError
+        when there is none."""
+        state = self._state
+        if state is None:
             raise IndexNotReadyError(self._reason)
-        return live
+        return state
 
     def wanted_version(self) -> str | None:
         """The pinned version, else what CURRENT names."""
@@ -50,7 +61,7 @@ class IndexManager:
         """Load the wanted version if it is not the live one; True when a swap happened."""
         with self._lock:
             wanted = self.wanted_version()
-            live = self._live
+            live = self.live
             if wanted is None:
                 if live is None:
                     self._reason = (
@@ -65,12 +76,14 @@ class IndexManager:
                     self.settings.index_dir, wanted, self.settings.embedding_model
                 )
                 retriever = HybridRetriever(published, self.retrieval)
-            except (IndexNotReadyError, InputError, OSError, ValueError) as exc:
+                models = self.models.load(published)
+            except (IndexNotReadyError, InputError, OSError, ValueError, RuntimeError) as exc:
                 self._reason = str(exc)
                 log.error("index load failed", extra={"version": wanted, "error": str(exc)})
                 return False
-            self._live = retriever
-            log.info("index version live", extra={"version": wanted,
+            self._state = (retriever, models)
+            adapted = sorted(published.manifest.get("adapted") or {})
+            log.info("index version live", extra={"version": wanted, "adapted": adapted,
                                                   "chunks": len(published.chunks)})  # fmt: skip
             return True
 
@@ -90,7 +103,7 @@ class IndexManager:
 
     def readiness(self) -> Readiness:
         """Ready with the live version's details, or not with the reason."""
-        live = self._live
+        live = self.live
         if live is None:
             return Readiness(False, self._reason)
         return Readiness(True, details={"index_version": live.version,

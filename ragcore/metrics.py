@@ -63,6 +63,8 @@ class MetricsSink(Protocol):
 
     def fallback(self, engine: str, reason: str) -> None: ...
 
+    def rerank(self, outcome: str) -> None: ...
+
     def canary_rollback(self, variant: str, reason: str) -> None: ...
 
     def variant_share(self, variant: str, share: float) -> None: ...
@@ -147,6 +149,9 @@ class NullMetrics:
         pass
 
     def fallback(self, engine: str, reason: str) -> None:
+        pass
+
+    def rerank(self, outcome: str) -> None:
         pass
 
     def canary_rollback(self, variant: str, reason: str) -> None:

@@ -53,15 +53,17 @@ def rerank_many(
     queries: list[str],
     results: list[list[RetrievedChunk]],
     ks: list[int],
-    candidates: int,
+    candidates: int | list[int],
     titles: bool = True,
 ) -> list[list[RetrievedChunk]]:
-    """Reorder the first `candidates` of each result list by the scorer and keep `ks[i]`.
-    A hit's `score` becomes the reranker's; its legs' ranks and cosine stay."""
+    """Reorder the first `candidates` (per query, or one count for all) of each result list
+    by the scorer and keep `ks[i]`. A hit's `score` becomes the reranker's; its legs' ranks
+    and cosine stay."""
+    heads = candidates if isinstance(candidates, list) else [candidates] * len(queries)
     pairs: list[tuple[str, str]] = []
     spans: list[tuple[int, int]] = []
-    for query, hits in zip(queries, results, strict=True):
-        head = hits[:candidates]
+    for query, hits, n in zip(queries, results, heads, strict=True):
+        head = hits[:n]
         spans.append((len(pairs), len(pairs) + len(head)))
         pairs += [(query, hit.chunk.embed_text(titles)) for hit in head]
     scores = scorer.score(pairs)

@@ -12,8 +12,13 @@ from ragcore.batching import MicroBatcher
 from ragcore.index_manager import IndexManager
 from ragcore.metrics import MetricsSink, NullMetrics
 from ragcore.protocols import Hit, QueryEmbedder, Readiness, SearchOutcome
+from ragcore.rerank import PairScorer, rerank_many
 from ragcore.retrieval import HybridRetriever, RetrievedChunk
+from ragcore.version_models import VersionModels
+from utils.logs import get_logger
 from utils.settings import RetrievalSettings
+
+log = get_logger("search")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,9 @@ class SearchEngine:
     """The `Searcher` protocol over a query embedder and the process's live index.
 
     Concurrent searches share one embedding forward pass and one FAISS call (`MicroBatcher`);
-    BM25 and fusion then run per query in the same worker thread, off the event loop."""
+    BM25 and fusion then run per query in the same worker thread, off the event loop. A
+    version trained with --adapt brings its own query embedder (its vectors live in that
+    model's space) and reranker; the reranker reorders every query of a batch in one pass."""
 
     def __init__(
         self,
@@ -83,35 +90,85 @@ class SearchEngine:
         return None if live is None else live.version
 
     async def embed(self, query: str) -> np.ndarray:
-        """The query's unit vector, as `search` would compute it."""
+        """The query's unit vector from the base model, which the cache compares questions
+        with (`search` reuses it, unless the live version embeds queries with its own)."""
         vectors = await asyncio.wait_for(self.embedder.embed_many([query]), self.timeout_s)
         return np.asarray(vectors[0], dtype=np.float32)
 
     async def _search_batch(self, queries: list[_Query]) -> list[SearchOutcome]:
-        # The index was checked against the query model when it was loaded (load_index).
-        live = self.index.require_live()
+        # The index (and its own models) were checked against the query model when it was
+        # loaded (load_index).
+        live, models = self.index.require_state()
         self.metrics.batch("search", len(queries))
         start = time.perf_counter()
-        vectors = await self._vectors(queries)
+        vectors = await self._vectors(queries, models)
         embedded = time.perf_counter()
-        outcomes = await asyncio.to_thread(self._retrieve, live, queries, vectors)
+        candidates = self._rerank_candidates(live, models, queries)
+        depths = [max(q.k, n) for q, n in zip(queries, candidates, strict=True)]
+        found = await asyncio.to_thread(self._retrieve, live, queries, vectors, depths)
+        retrieved = time.perf_counter()
+        if models.reranker is not None and any(candidates):
+            found = await self._rerank(models.reranker, live, queries, found, candidates)
         done = time.perf_counter()
         for _ in queries:
             self.metrics.stage("embed", "search", (embedded - start) * 1000)
-            self.metrics.stage("retrieve", "search", (done - embedded) * 1000)
-        return outcomes
+            self.metrics.stage("retrieve", "search", (retrieved - embedded) * 1000)
+            if models.reranker is not None:
+                self.metrics.stage("rerank", "search", (done - retrieved) * 1000)
+        # The outcome's vector is the base model's (None when the caller brought none and the
+        # version embedded with its own model): the cache compares questions in that space.
+        base = [q.vector for q in queries] if models.query_embedder else list(vectors)
+        return [SearchOutcome([to_hit(r) for r in hits[: q.k]], live.version, vector)
+                for q, hits, vector in zip(queries, found, base, strict=True)]  # fmt: skip
 
-    async def _vectors(self, queries: list[_Query]) -> np.ndarray:
-        """One embedding row per query; only the queries that bring none are embedded."""
+    async def _vectors(self, queries: list[_Query], models: VersionModels) -> np.ndarray:
+        """One embedding row per query. With the version's own query embedder every query is
+        embedded by it; else only the queries that bring no (base model) vector are."""
+        if models.query_embedder is not None:
+            return await models.query_embedder.embed_many([q.text for q in queries])
         missing = [q.text for q in queries if q.vector is None]
         fresh = iter(await self.embedder.embed_many(missing)) if missing else iter(())
         return np.vstack([q.vector if q.vector is not None else next(fresh) for q in queries])
 
     @staticmethod
+    def _rerank_candidates(
+        live: HybridRetriever, models: VersionModels, queries: list[_Query]
+    ) -> list[int]:
+        """Per query, how many fused candidates the reranker reorders (0: not reranked)."""
+        if models.reranker is None:
+            return [0] * len(queries)
+        chosen = [q.retrieval or live.settings for q in queries]
+        return [s.rerank_candidates if s.rerank else 0 for s in chosen]
+
+    @staticmethod
     def _retrieve(
-        live: HybridRetriever, queries: list[_Query], vectors: np.ndarray
-    ) -> list[SearchOutcome]:
-        results = live.search_many([q.text for q in queries], vectors, [q.k for q in queries],
-                                   overrides=[q.retrieval for q in queries])  # fmt: skip
-        return [SearchOutcome([to_hit(r) for r in hits], live.version, vector)
-                for hits, vector in zip(results, vectors, strict=True)]  # fmt: skip
+        live: HybridRetriever, queries: list[_Query], vectors: np.ndarray, depths: list[int]
+    ) -> list[list[RetrievedChunk]]:
+        return live.search_many([q.text for q in queries], vectors, depths,
+                                overrides=[q.retrieval for q in queries])  # fmt: skip
+
+    async def _rerank(
+        self,
+        reranker: PairScorer,
+        live: HybridRetriever,
+        queries: list[_Query],
+        found: list[list[RetrievedChunk]],
+        candidates: list[int],
+    ) -> list[list[RetrievedChunk]]:
+        """The batch reranked in one pass; in fused order past the timeout or on an error (a
+        search never fails for want of its reranker)."""
+        titles = bool(live.published.manifest.get("prepend_titles", True))
+        timeout = max((q.retrieval or live.settings).rerank_timeout_s for q in queries)
+        call = asyncio.to_thread(rerank_many, reranker, [q.text for q in queries], found,
+                                 [q.k for q in queries], candidates, titles)  # fmt: skip
+        try:
+            reranked = await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            self.metrics.rerank("timeout")
+            return found
+        except Exception as exc:  # a broken reranker model: serve the fused order, say so
+            log.error("rerank failed", extra={"error": repr(exc)[:300]})
+            self.metrics.rerank("error")
+            return found
+        self.metrics.rerank("reranked")
+        return reranked

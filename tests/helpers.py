@@ -65,13 +65,17 @@ class HashEmbedder:
 
 
 class RecordingMetrics(NullMetrics):
-    """Metrics that keep the shadow outcomes, in order."""
+    """Metrics that keep the shadow and rerank outcomes, in order."""
 
     def __init__(self) -> None:
         self.shadows: list[tuple[str, str]] = []
+        self.reranks: list[str] = []
 
     def shadow(self, variant: str, outcome: str) -> None:
         self.shadows.append((variant, outcome))
+
+    def rerank(self, outcome: str) -> None:
+        self.reranks.append(outcome)
 
 
 class ScriptedGenerator:

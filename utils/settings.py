@@ -144,17 +144,35 @@ class RetrievalSettings(BaseModel):
     )
     bm25_k1: float = Field(default=1.2, ge=0, le=5, description="BM25 term saturation.")
     bm25_b: float = Field(default=0.75, ge=0, le=1, description="BM25 length normalisation.")
+    rerank: bool = Field(
+        default=True,
+        description="Rerank with the index version's own reranker when it trained one "
+        "(build_index.py --adapt); no effect on a version without one.",
+    )
+    rerank_candidates: int = Field(
+        default=10, ge=1, le=200, description="Fused candidates the reranker reorders."
+    )
+    rerank_batch_size: int = Field(
+        default=64, ge=1, le=4096,
+        description="(query, chunk) pairs per reranker forward pass; one search batch's "
+        "pairs, across concurrent requests, go through together.",
+    )  # fmt: skip
+    rerank_timeout_s: float = Field(
+        default=0.5, gt=0, le=60,
+        description="Past this, a search batch is served in fused order (counted as "
+        "rag_reranks_total{outcome=\"timeout\"}).",
+    )  # fmt: skip
 
 
 class AdaptSettings(BaseModel):
-    """Corpus adaptation (issue 14, in progress; bench/adapt_quality.py runs it): training
-    pairs from the corpus itself, hard negatives from the hybrid retriever, and the learners
-    trained on them."""
+    """Corpus adaptation (`build_index.py --adapt`; bench/adapt_quality.py measures it):
+    training pairs from the corpus itself, hard negatives from the hybrid retriever, and the
+    learners trained on them, published with the index version."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(
-        default=False, description="Train after chunking (--adapt; issue 14, not wired yet)."
+        default=False, description="Train on the corpus after embedding (--adapt)."
     )
     learners: tuple[Literal["reranker", "embedder"], ...] = Field(
         default=("reranker",),
@@ -215,6 +233,9 @@ class BuildSettings(BaseModel):
         default=False,
         description="Revalidate the published version's pages (conditional requests, content "
         "hashes) and publish a new version only if something changed.",
+    )
+    adapt: AdaptSettings = Field(
+        default_factory=AdaptSettings, description="Models trained on the corpus (--adapt)."
     )
 
     @field_validator("sources")
