@@ -1,7 +1,8 @@
 """The on-disk index format: the one module that both writes and reads a published version.
 
 Layout of `DIR/<version>/`: `index.faiss`, `chunks.jsonl` (one JSON chunk a line, in FAISS row
-order), `pages.jsonl` (the cleaned pages with their HTTP validators, which `--refresh` revalidates)
+order), `pages.jsonl` (the cleaned pages with their HTTP validators, which `--refresh` revalidates),
+`models/<learner>/` (what `--adapt` trained on the corpus; the manifest's `adapted` names them)
 and `manifest.json`. A version is staged under a dot-name and renamed into place only when
 complete, and `CURRENT` (a one-line file) is replaced by rename: a crash at any moment leaves
 `CURRENT` on the previous good version. Readers verify checksums and the embedding model.

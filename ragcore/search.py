@@ -107,13 +107,14 @@ class SearchEngine:
         depths = [max(q.k, n) for q, n in zip(queries, candidates, strict=True)]
         found = await asyncio.to_thread(self._retrieve, live, queries, vectors, depths)
         retrieved = time.perf_counter()
-        if models.reranker is not None and any(candidates):
+        reranking = any(candidates)  # only a version with a reranker has any
+        if models.reranker is not None and reranking:
             found = await self._rerank(models.reranker, live, queries, found, candidates)
         done = time.perf_counter()
         for _ in queries:
             self.metrics.stage("embed", "search", (embedded - start) * 1000)
             self.metrics.stage("retrieve", "search", (retrieved - embedded) * 1000)
-            if models.reranker is not None:
+            if reranking:
                 self.metrics.stage("rerank", "search", (done - retrieved) * 1000)
         # The outcome's vector is the base model's (None when the caller brought none and the
         # version embedded with its own model): the cache compares questions in that space.
