@@ -214,10 +214,13 @@ def report(results: dict[str, Any]) -> dict[str, Any]:
     settings = results["settings"]
     intro = (
         f"`bench/adapt_quality.py`: models trained on each corpus alone ({settings['max_queries']} "
-        f"queries at most, {settings['epochs']:g} epoch, {settings['max_length']} tokens, "
+        f"queries at most, {settings['epochs']:g} epoch, learning rate "
+        f"{settings['learning_rate']:g}, {settings['max_length']} tokens, "
         "hard negatives from the hybrid retriever), then scored on the dev questions."
     )
-    return {"title": "Corpus adaptation (build_index.py --adapt)", "intro": intro, "body": body}
+    spaced = [line for block in body for line in (block, "")][:-1]  # blank lines between blocks
+    return {"title": "Corpus adaptation (build_index.py --adapt)", "intro": intro,
+            "body": spaced}  # fmt: skip
 
 
 def main() -> int:
@@ -229,6 +232,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=AdaptSettings().batch_size)
     parser.add_argument("--max-length", type=int, default=AdaptSettings().max_length)
+    parser.add_argument("--learning-rate", type=float, default=AdaptSettings().learning_rate)
     parser.add_argument("--layers", type=int, default=AdaptSettings().reranker_layers)
     parser.add_argument("--negatives", type=int, default=AdaptSettings().negatives)
     parser.add_argument("--candidates", type=int, default=20)
@@ -237,7 +241,8 @@ def main() -> int:
     settings = AdaptSettings(enabled=True, learners=args.learners, max_queries=args.max_queries,
                              epochs=args.epochs, batch_size=args.batch_size,
                              max_length=args.max_length, reranker_layers=args.layers,
-                             negatives=args.negatives)  # fmt: skip
+                             negatives=args.negatives,
+                             learning_rate=args.learning_rate)  # fmt: skip
     np.random.seed(settings.seed)
     results: dict[str, Any] = {"settings": settings.model_dump(), "candidates": args.candidates}
     if "ray-docs" in args.parts:
