@@ -46,7 +46,7 @@ class Searcher:
         self.settings = settings
         self._embedder = embedder
         if reranker is None and settings.rerank:
-            reranker = load_reranker(published, settings.rerank_batch_size)
+            reranker = load_reranker(published)
         self.reranker = reranker
         self.rerank_candidates = rerank_candidates or settings.rerank_candidates
         self._vectors: dict[str, np.ndarray] = {}  # shared by every mode scored on this index
@@ -73,7 +73,8 @@ class Searcher:
             found = self.retriever.search_many(batch, vectors, [depth] * len(batch), mode)
             if self.reranker is not None:
                 found = rerank_many(self.reranker, batch, found, [k] * len(batch),
-                                    self.rerank_candidates, titles)  # fmt: skip
+                                    self.rerank_candidates, titles,
+                                    self.settings.rerank_batch_size)  # fmt: skip
             results += found
         return results
 

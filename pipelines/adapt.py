@@ -52,8 +52,10 @@ class AdaptedModel:
 
 def examples_key(examples: list[TrainingExample], settings: BuildSettings) -> str:
     """Digest of the training data and settings: names the checkpoint directory, so a resumed
-    training only ever continues the same run."""
-    digest = hashlib.sha256(settings.adapt.model_dump_json().encode())
+    training only ever continues the same run. Which learners run is left out: adding the
+    reranker to a build reuses the embedder already trained on the same examples."""
+    training = settings.adapt.model_dump_json(exclude={"enabled", "learners"})
+    digest = hashlib.sha256(training.encode())
     digest.update(settings.embedding.model_name.encode())
     for example in examples:
         digest.update(json.dumps([example.query, example.positive, example.negatives]).encode())

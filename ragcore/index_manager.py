@@ -28,9 +28,8 @@ class IndexManager:
         self.settings = settings
         self.retrieval = settings.retrieval
         self.pinned_version = settings.index_version
-        batch = settings.retrieval.rerank_batch_size
         self.models = models or VersionModelLoader(settings.embed_threads,
-                                                   settings.embed_chunk_size, batch)  # fmt: skip
+                                                   settings.embed_chunk_size)  # fmt: skip
         self._state: tuple[HybridRetriever, VersionModels] | None = None
         self._reason = "index not loaded yet"
         self._lock = threading.Lock()  # one load at a time

@@ -17,8 +17,8 @@ from ragcore.retrieval import RetrievedChunk
 class PairScorer(Protocol):
     """Scores (query, passage) pairs; higher is more relevant."""
 
-    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
-        """One score per pair."""
+    def score(self, pairs: list[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
+        """One score per pair; `batch_size` pairs per forward pass (None: the scorer's own)."""
         ...
 
 
@@ -39,11 +39,12 @@ class CrossEncoderReranker:
         self.batch_size = batch_size
         self.model = CrossEncoder(path, max_length=max_length, device=device)
 
-    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+    def score(self, pairs: list[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
         """Raw logits, one per pair (monotone in relevance)."""
         if not pairs:
             return np.zeros(0, dtype=np.float32)
-        scores = self.model.predict(pairs, batch_size=self.batch_size, convert_to_numpy=True,
+        size = batch_size or self.batch_size
+        scores = self.model.predict(pairs, batch_size=size, convert_to_numpy=True,
                                     show_progress_bar=False, activation_fn=None)  # fmt: skip
         return np.asarray(scores, dtype=np.float32).ravel()
 
@@ -55,6 +56,7 @@ def rerank_many(
     ks: list[int],
     candidates: int | list[int],
     titles: bool = True,
+    batch_size: int | None = None,
 ) -> list[list[RetrievedChunk]]:
     """Reorder the first `candidates` (per query, or one count for all) of each result list
     by the scorer and keep `ks[i]`. A hit's `score` becomes the reranker's; its legs' ranks
@@ -66,7 +68,7 @@ def rerank_many(
         head = hits[:n]
         spans.append((len(pairs), len(pairs) + len(head)))
         pairs += [(query, hit.chunk.embed_text(titles)) for hit in head]
-    scores = scorer.score(pairs)
+    scores = scorer.score(pairs, batch_size)
     out = []
     for (start, end), hits, k in zip(spans, results, ks, strict=True):
         own = scores[start:end]

@@ -159,9 +159,12 @@ class SearchEngine:
         """The batch reranked in one pass; in fused order past the timeout or on an error (a
         search never fails for want of its reranker)."""
         titles = bool(live.published.manifest.get("prepend_titles", True))
-        timeout = max((q.retrieval or live.settings).rerank_timeout_s for q in queries)
-        call = asyncio.to_thread(rerank_many, reranker, [q.text for q in queries], found,
-                                 [q.k for q in queries], candidates, titles)  # fmt: skip
+        chosen = [q.retrieval or live.settings for q in queries]
+        timeout = max(s.rerank_timeout_s for s in chosen)
+        batch_size = min(s.rerank_batch_size for s in chosen)  # the tightest memory bound
+        texts, ks = [q.text for q in queries], [q.k for q in queries]
+        call = asyncio.to_thread(rerank_many, reranker, texts, found, ks, candidates, titles,
+                                 batch_size)  # fmt: skip
         try:
             reranked = await asyncio.wait_for(call, timeout)
         except TimeoutError:

@@ -24,10 +24,9 @@ class VersionModelLoader:
     `load_index`). The last version's models are kept, so reloading the same version for new
     retrieval settings does not load them again."""
 
-    def __init__(self, embed_threads: int | None, embed_chunk_size: int, rerank_batch: int):
+    def __init__(self, embed_threads: int | None, embed_chunk_size: int):
         self.embed_threads = embed_threads
         self.embed_chunk_size = embed_chunk_size
-        self.rerank_batch = rerank_batch
         self._last: tuple[str, VersionModels] | None = None
 
     def load(self, published: PublishedIndex) -> VersionModels:
@@ -37,7 +36,7 @@ class VersionModelLoader:
             return self._last[1]
         models = VersionModels(
             load_query_embedder(published, self.embed_threads, self.embed_chunk_size),
-            load_reranker(published, self.rerank_batch),
+            load_reranker(published),
         )
         self._last = (key, models)
         return models
@@ -57,12 +56,13 @@ def load_query_embedder(
     return embedder
 
 
-def load_reranker(published: PublishedIndex, batch_size: int) -> PairScorer | None:
-    """The version's reranker, reading pairs as it was trained to; None when it trained none."""
+def load_reranker(published: PublishedIndex) -> PairScorer | None:
+    """The version's reranker, reading pairs as it was trained to; None when it trained none.
+    Its batch size comes with each call (`rerank_batch_size`, a per-variant setting)."""
     path = published.adapted_model("reranker")
     if path is None:
         return None
     from ragcore.rerank import CrossEncoderReranker
 
     trained = published.manifest["adapted"]["reranker"].get("settings") or {}
-    return CrossEncoderReranker(str(path), batch_size, trained.get("max_length"))
+    return CrossEncoderReranker(str(path), max_length=trained.get("max_length"))

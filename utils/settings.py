@@ -155,7 +155,8 @@ class RetrievalSettings(BaseModel):
     rerank_batch_size: int = Field(
         default=64, ge=1, le=4096,
         description="(query, chunk) pairs per reranker forward pass; one search batch's "
-        "pairs, across concurrent requests, go through together.",
+        "pairs, across concurrent requests, go through together (a batch mixing variants "
+        "uses the smallest of their sizes).",
     )  # fmt: skip
     rerank_timeout_s: float = Field(
         default=0.5, gt=0, le=60,

@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipelines.adapt import examples_key
+from ragcore.adapt.pairs import TrainingExample
 from ragcore.embedding import SentenceEmbedder
 from ragcore.index_format import MANIFEST_FILE, current_version, load_index
 from ragcore.index_manager import IndexManager
 from ragcore.search import SearchEngine
 from tests.helpers import RecordingMetrics, wait_for
 from utils.paths import PROJECT_ROOT
-from utils.settings import ServiceSettings
+from utils.settings import BuildSettings, ServiceSettings
 
 pytestmark = pytest.mark.integration
 GUIDE = PROJECT_ROOT / "guide"
@@ -107,6 +109,17 @@ def test_the_service_refuses_a_mismatched_model(adapted: Path, tmp_path: Path) -
     manager = IndexManager(ServiceSettings(index_dir=copy))
     assert not manager.refresh()
     assert "fails its checksum" in manager.readiness().reason
+
+
+def test_the_checkpoint_key_follows_the_examples_and_training_settings_not_the_learners() -> None:
+    examples = [TrainingExample("q", "title", "positive text", ("negative text",))]
+    base = BuildSettings(adapt={"learners": ["embedder"]})
+    key = examples_key(examples, base)
+    both = BuildSettings(adapt={"learners": ["embedder", "reranker"], "enabled": True})
+    assert examples_key(examples, both) == key  # adding the reranker reuses the embedder
+    assert examples_key(examples, BuildSettings(adapt={"learning_rate": 1e-5})) != key
+    other = [TrainingExample("q", "title", "other positive", ("negative text",))]
+    assert examples_key(other, base) != key
 
 
 def test_a_kill_during_training_resumes_from_its_checkpoint(tmp_path: Path) -> None:

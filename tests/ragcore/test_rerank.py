@@ -15,7 +15,7 @@ class LengthScorer:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+    def score(self, pairs: list[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
         self.calls.append(len(pairs))
         return np.array([len(passage) for _, passage in pairs], dtype=np.float32)
 

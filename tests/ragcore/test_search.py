@@ -27,9 +27,11 @@ class PreferScorer:
         self.word = word
         self.delay_s = delay_s
         self.calls: list[int] = []
+        self.batch_sizes: list[int | None] = []
 
-    def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+    def score(self, pairs: list[tuple[str, str]], batch_size: int | None = None) -> np.ndarray:
         self.calls.append(len(pairs))
+        self.batch_sizes.append(batch_size)
         time.sleep(self.delay_s)
         return np.array([float(self.word in p.lower()) for _, p in pairs], dtype=np.float32)
 
@@ -91,6 +93,19 @@ def test_concurrent_searches_are_reranked_in_one_pass(tmp_path: Path) -> None:
 
     asyncio.run(both())
     assert scorer.calls == [4] and metrics.reranks == ["reranked"]  # 2 candidates x 2 queries
+
+
+def test_a_variants_rerank_batch_size_reaches_the_reranker(tmp_path: Path) -> None:
+    scorer = PreferScorer("batch")
+    searcher, _ = engine(tmp_path, VersionModels(reranker=scorer))
+    small = RetrievalSettings(max_per_page=0, rerank_batch_size=3)
+
+    async def both() -> list[object]:
+        return list(await asyncio.gather(searcher.search(QUERY, 1),
+                                         searcher.search("x y", 1, retrieval=small)))  # fmt: skip
+
+    asyncio.run(both())
+    assert scorer.batch_sizes == [3]  # one pass for the batch, at its tightest batch size
 
 
 def test_a_slow_reranker_falls_back_to_the_fused_order(tmp_path: Path) -> None:
