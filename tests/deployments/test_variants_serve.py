@@ -289,8 +289,15 @@ def test_feedback_and_the_review_queue_survive_a_restart(variants: Variants) -> 
 
     # Earlier tests queued many answers (short ones fail validation): ask for this one.
     mine = {"request_id": body["request_id"]}
-    queue = httpx.get(f"{variants.url}/admin/review", params=mine, headers=variants.admin,
-                      timeout=30).json()  # fmt: skip
+
+    def review() -> httpx.Response:
+        return httpx.get(f"{variants.url}/admin/review", params=mine, headers=variants.admin,
+                         timeout=30)  # fmt: skip
+
+    # The ledger's new actor starts on the first call; until it answers, the route says 503
+    # (retryable, documented), so wait for the queue to answer before reading it.
+    queue = wait_for(lambda: (r := review()).status_code == 200 and r, 300,
+                     "the review queue answering after the restart", every=1.0).json()  # fmt: skip
     (item,) = queue["items"]
     assert "thumbs_down" in item["reasons"] and item["comment"] == "wrong page"
     assert item["question"] == "How do I set the number of replicas?" and item["sources"]
