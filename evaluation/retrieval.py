@@ -74,7 +74,8 @@ class Searcher:
             if self.reranker is not None:
                 found = rerank_many(self.reranker, batch, found, [k] * len(batch),
                                     self.rerank_candidates, titles,
-                                    self.settings.rerank_batch_size)  # fmt: skip
+                                    self.settings.rerank_batch_size,
+                                    self.settings.rerank_fused_weight)  # fmt: skip
             results += found
         return results
 

@@ -49,6 +49,21 @@ class CrossEncoderReranker:
         return np.asarray(scores, dtype=np.float32).ravel()
 
 
+RANK_K = 10  # 1/(RANK_K + rank) in the blend: as the retriever's own RRF constant
+
+
+def blend_order(scores: np.ndarray, fused_weight: float) -> np.ndarray:
+    """Positions of the candidates (given in fused order), best first: by reciprocal-rank
+    fusion of the reranker's order with weight 1 and the fused order with `fused_weight` (0:
+    the reranker's order alone). A reranker trained on a small CPU budget is weaker than the
+    fused order at its top; the blend keeps what both agree on."""
+    rerank_rank = np.empty(len(scores), dtype=np.int64)
+    rerank_rank[np.argsort(-scores, kind="stable")] = np.arange(len(scores))
+    fused_rank = np.arange(len(scores))
+    blended = 1.0 / (RANK_K + 1 + rerank_rank) + fused_weight / (RANK_K + 1 + fused_rank)
+    return np.argsort(-blended, kind="stable")
+
+
 def rerank_many(
     scorer: PairScorer,
     queries: list[str],
@@ -57,11 +72,15 @@ def rerank_many(
     candidates: int | list[int],
     titles: bool = True,
     batch_size: int | None = None,
+    fused_weight: float | list[float] = 0.0,
 ) -> list[list[RetrievedChunk]]:
     """Reorder the first `candidates` (per query, or one count for all) of each result list
-    by the scorer and keep `ks[i]`. A hit's `score` becomes the reranker's; its legs' ranks
+    by the scorer, blended with the fused order by `fused_weight` (per query, or one for all;
+    `blend_order`), and keep `ks[i]`. A hit's `score` becomes the reranker's; its legs' ranks
     and cosine stay."""
-    heads = candidates if isinstance(candidates, list) else [candidates] * len(queries)
+    count = len(queries)
+    heads = candidates if isinstance(candidates, list) else [candidates] * count
+    weights = fused_weight if isinstance(fused_weight, list) else [fused_weight] * count
     pairs: list[tuple[str, str]] = []
     spans: list[tuple[int, int]] = []
     for query, hits, n in zip(queries, results, heads, strict=True):
@@ -70,9 +89,8 @@ def rerank_many(
         pairs += [(query, hit.chunk.embed_text(titles)) for hit in head]
     scores = scorer.score(pairs, batch_size)
     out = []
-    for (start, end), hits, k in zip(spans, results, ks, strict=True):
+    for (start, end), hits, k, weight in zip(spans, results, ks, weights, strict=True):
         own = scores[start:end]
-        order = np.argsort(-own, kind="stable")
-        ranked = [replace(hits[i], score=float(own[i])) for i in order]
+        ranked = [replace(hits[i], score=float(own[i])) for i in blend_order(own, weight)]
         out.append((ranked + hits[end - start :])[:k])
     return out

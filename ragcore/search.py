@@ -163,8 +163,9 @@ class SearchEngine:
         timeout = max(s.rerank_timeout_s for s in chosen)
         batch_size = min(s.rerank_batch_size for s in chosen)  # the tightest memory bound
         texts, ks = [q.text for q in queries], [q.k for q in queries]
+        weights = [s.rerank_fused_weight for s in chosen]
         call = asyncio.to_thread(rerank_many, reranker, texts, found, ks, candidates, titles,
-                                 batch_size)  # fmt: skip
+                                 batch_size, weights)  # fmt: skip
         try:
             reranked = await asyncio.wait_for(call, timeout)
         except TimeoutError:

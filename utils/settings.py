@@ -152,6 +152,11 @@ class RetrievalSettings(BaseModel):
     rerank_candidates: int = Field(
         default=10, ge=1, le=200, description="Fused candidates the reranker reorders."
     )
+    rerank_fused_weight: float = Field(
+        default=1.0, ge=0, le=10,
+        description="Weight of the fused order against the reranker's (1) when they are "
+        "blended by reciprocal rank; 0 = the reranker's order alone.",
+    )  # fmt: skip
     rerank_batch_size: int = Field(
         default=64, ge=1, le=4096,
         description="(query, chunk) pairs per reranker forward pass; one search batch's "
@@ -184,6 +189,11 @@ class AdaptSettings(BaseModel):
         default=8000, ge=1, le=10_000_000, description="Training queries drawn from the corpus."
     )
     negatives: int = Field(default=3, ge=1, le=32, description="Hard negatives per query.")
+    random_negatives: int = Field(
+        default=1, ge=0, le=32,
+        description="Negatives per query drawn at random from other pages, beside the hard "
+        "ones (easy pairs a fresh learner can start from).",
+    )  # fmt: skip
     skip_negatives: int = Field(
         default=2, ge=0, le=50,
         description="Best-ranked other-page chunks passed over before negatives are taken "

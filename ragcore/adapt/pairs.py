@@ -3,8 +3,8 @@
 Each section yields a few queries: its page title (first section only), its heading path, the
 API names it mentions, its first sentences, and a question made from an imperative or gerund
 heading ("Configuring autoscaling" -> "How do I configure autoscaling?"). Every query is paired
-with its section's chunks; `mine_negatives` adds hard negatives from other pages. Nothing here
-looks at evaluation questions, so every pair is fair to train on.
+with the section chunk that answers it best; `mine_pairs` adds hard negatives from other pages.
+Nothing here looks at evaluation questions, so every pair is fair to train on.
 """
 
 from __future__ import annotations
@@ -173,18 +173,47 @@ def sample_queries(queries: list[TrainingQuery], limit: int, seed: int) -> list[
 Ranker = Callable[[list[str]], list[list[int]]]  # queries -> chunk rows, best first
 
 
-def mine_negatives(
+@dataclass(frozen=True)
+class Mined:
+    """Rows of one query's positive chunk and of its hard negatives."""
+
+    positive: int
+    negatives: tuple[int, ...]
+
+
+def _positive(query: TrainingQuery, chunks: Sequence[Chunk], ranked: list[int]) -> int:
+    """The section chunk that answers the query: the one the ranker puts highest, else the one
+    that holds the query's text, else the section's first. (A random chunk of the section often
+    does not answer it, while the hard negatives resemble it most: a learner would then be
+    taught that resembling the query means irrelevant.)"""
+    own = set(query.positives)
+    for row in ranked:
+        if row in own:
+            return row
+    needle = query.text.lower()
+    return next((r for r in query.positives if needle in chunks[r].text.lower()),
+                query.positives[0])  # fmt: skip
+
+
+def mine_pairs(
     queries: list[TrainingQuery],
     chunks: Sequence[Chunk],
     rank: Ranker,
     per_query: int,
     skip: int = 0,
-) -> list[list[int]]:
-    """Hard negatives for each query: the best-ranked chunks from *other* pages, after the
-    first `skip` such chunks (the very top is likelier an unlabelled positive). A chunk from
-    the query's own page, or with the same text as a positive, is never a negative."""
+    random_negatives: int = 0,
+    seed: int = 0,
+) -> list[Mined]:
+    """For each query, its positive (`_positive`) and hard negatives: the best-ranked chunks
+    from *other* pages, after the first `skip` such chunks (the very top is likelier an
+    unlabelled positive); then `random_negatives` chunks drawn (seeded) from the whole corpus.
+    Those easy ones give a learner that starts at chance (a cross-encoder's fresh head) a
+    signal to start from; hard negatives alone stay at chance for hundreds of CPU steps. A
+    chunk from the query's own page, or with the same text as a positive, is never a
+    negative."""
     ranked = rank([q.text for q in queries])
-    negatives = []
+    draw = random.Random(seed)
+    mined = []
     for query, rows in zip(queries, ranked, strict=True):
         own_texts = {chunks[r].text for r in query.positives}
         others = [
@@ -192,28 +221,25 @@ def mine_negatives(
             for r in rows
             if chunks[r].page_url != query.page_url and chunks[r].text not in own_texts
         ]
-        negatives.append(others[skip : skip + per_query])
-    return negatives
+        hard = others[skip : skip + per_query]
+        easy = [r for r in draw.sample(range(len(chunks)), min(len(chunks), 4 * random_negatives))
+                if chunks[r].page_url != query.page_url and chunks[r].text not in own_texts
+                and r not in hard][:random_negatives]  # fmt: skip
+        mined.append(Mined(_positive(query, chunks, rows), tuple(hard + easy)))
+    return mined
 
 
 def training_examples(
     queries: list[TrainingQuery],
-    negatives: list[list[int]],
+    mined: list[Mined],
     chunks: Sequence[Chunk],
     text_of: Callable[[Chunk], str],
-    seed: int,
 ) -> list[TrainingExample]:
-    """One example per query: a positive chunk drawn from its section (seeded) and the text
-    of its negatives. Queries without a negative are left out."""
-    pick = random.Random(seed)
-    examples = []
-    for query, rows in zip(queries, negatives, strict=True):
-        if not rows:
-            continue
-        positive = chunks[pick.choice(query.positives)]
-        examples.append(TrainingExample(query.text, query.kind, text_of(positive),
-                                        tuple(text_of(chunks[r]) for r in rows)))  # fmt: skip
-    return examples
+    """One example per query: its positive's text and its negatives' texts. Queries without a
+    negative are left out."""
+    return [TrainingExample(query.text, query.kind, text_of(chunks[found.positive]),
+                            tuple(text_of(chunks[r]) for r in found.negatives))
+            for query, found in zip(queries, mined, strict=True) if found.negatives]  # fmt: skip
 
 
 def hybrid_ranker(retriever: HybridRetriever, embed: Embed, depth: int) -> Ranker:
@@ -237,6 +263,6 @@ def corpus_examples(
     """The whole unsupervised recipe: queries from every section, a seeded sample of
     `max_queries`, hard negatives from `rank`, one example per query."""
     queries = sample_queries(corpus_queries(chunks), settings.max_queries, settings.seed)
-    negatives = mine_negatives(queries, chunks, rank, settings.negatives, settings.skip_negatives)
-    return training_examples(queries, negatives, chunks, lambda c: c.embed_text(titles),
-                             settings.seed)  # fmt: skip
+    mined = mine_pairs(queries, chunks, rank, settings.negatives, settings.skip_negatives,
+                       settings.random_negatives, settings.seed)  # fmt: skip
+    return training_examples(queries, mined, chunks, lambda c: c.embed_text(titles))

@@ -77,11 +77,16 @@ def test_the_versions_reranker_reorders_the_fused_candidates(tmp_path: Path) -> 
     plain = asyncio.run(fused.search(QUERY, 3))
     assert "DeploymentHandle" not in plain.hits[0].content  # fused order puts it lower
     scorer = PreferScorer("deploymenthandle")
-    reranked, metrics = engine(tmp_path / "r", VersionModels(reranker=scorer))
+    models = VersionModels(reranker=scorer)
+    reranked, metrics = engine(tmp_path / "r", models, rerank_fused_weight=0.0)
     outcome = asyncio.run(reranked.search(QUERY, 3))
     assert "DeploymentHandle" in outcome.hits[0].content
     assert sorted(h.content for h in outcome.hits) == sorted(h.content for h in plain.hits)
     assert metrics.reranks == ["reranked"] and scorer.calls == [3]
+    # A variant that weighs the fused order over the reranker's keeps the fused top hit.
+    fused_first = RetrievalSettings(max_per_page=0, rerank_fused_weight=2.0)
+    blended = asyncio.run(reranked.search(QUERY, 3, retrieval=fused_first))
+    assert blended.hits[0].content == plain.hits[0].content
 
 
 def test_concurrent_searches_are_reranked_in_one_pass(tmp_path: Path) -> None:

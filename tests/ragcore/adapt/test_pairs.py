@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from ragcore.adapt.pairs import (
+    Mined,
     TrainingQuery,
     api_names,
     corpus_queries,
-    mine_negatives,
+    mine_pairs,
     sample_queries,
     section_queries,
     sentences,
@@ -66,13 +67,27 @@ def test_mining_never_labels_the_positive_page_or_text_negative() -> None:
               _chunk(4, "d", "s", "delta"), _chunk(5, "e", "s", "eps")]  # fmt: skip
     query = TrainingQuery("alpha?", "question", "a", (0,))
     ranked = [[0, 1, 2, 3, 4, 5]]
-    negatives = mine_negatives([query], chunks, lambda qs: ranked * len(qs), per_query=2)
-    assert negatives == [[3, 4]]  # not page a, not b's copy of the positive text
-    skipped = mine_negatives([query], chunks, lambda qs: ranked, per_query=2, skip=1)
-    assert skipped == [[4, 5]]
-    examples = training_examples([query], skipped, chunks, lambda c: c.text.upper(), seed=1)
+    mined = mine_pairs([query], chunks, lambda qs: ranked * len(qs), per_query=2)
+    assert mined == [Mined(0, (3, 4))]  # not page a, not b's copy of the positive text
+    skipped = mine_pairs([query], chunks, lambda qs: ranked, per_query=2, skip=1)
+    assert skipped == [Mined(0, (4, 5))]
+    examples = training_examples([query], skipped, chunks, lambda c: c.text.upper())
     assert examples[0].positive == "ALPHA" and examples[0].negatives == ("DELTA", "EPS")
-    assert training_examples([query], [[]], chunks, lambda c: c.text, seed=1) == []
+    assert training_examples([query], [Mined(0, ())], chunks, lambda c: c.text) == []
+
+
+def test_the_positive_is_the_section_chunk_that_answers_the_query() -> None:
+    """Not a random chunk of the section: the hard negatives resemble the query most, so a
+    positive that does not would teach that resemblance means irrelevance."""
+    chunks = [_chunk(0, "a", "s", "intro"), _chunk(1, "a", "s", "install with pip"),
+              _chunk(2, "a", "s", "more"), _chunk(3, "b", "s", "pip")]  # fmt: skip
+    query = TrainingQuery("Install with pip", "sentence", "a", (0, 1, 2))
+    ranked = mine_pairs([query], chunks, lambda qs: [[3, 2, 1, 0]], per_query=1)
+    assert ranked == [Mined(2, (3,))]  # the ranker's best chunk of the section
+    unranked = mine_pairs([query], chunks, lambda qs: [[3]], per_query=1)
+    assert unranked == [Mined(1, (3,))]  # else the chunk holding the query's text
+    other = TrainingQuery("Uninstall", "sentence", "a", (0, 1, 2))
+    assert mine_pairs([other], chunks, lambda qs: [[3]], per_query=1) == [Mined(0, (3,))]
 
 
 def test_sampling_is_seeded_and_keeps_corpus_order() -> None:
@@ -81,3 +96,15 @@ def test_sampling_is_seeded_and_keeps_corpus_order() -> None:
     assert picked == sample_queries(queries, 10, seed=3) != sample_queries(queries, 10, seed=4)
     assert [q.text for q in picked] == sorted((q.text for q in picked), key=int)
     assert sample_queries(queries, 200, seed=3) == queries
+
+
+def test_random_negatives_come_from_other_pages_and_are_seeded() -> None:
+    chunks = [_chunk(0, "a", "s", "alpha"), _chunk(1, "a", "t", "alpha two")]
+    chunks += [_chunk(row, f"p{row}", "s", f"text {row}") for row in range(2, 40)]
+    query = TrainingQuery("alpha", "title", "a", (0,))
+    mine = lambda seed: mine_pairs([query], chunks, lambda qs: [[0, 2, 3]], per_query=1,  # noqa: E731
+                                   random_negatives=3, seed=seed)  # fmt: skip
+    first = mine(5)[0]
+    assert first.negatives[0] == 2 and len(first.negatives) == 4
+    assert all(chunks[r].page_url != "a" for r in first.negatives)
+    assert len(set(first.negatives)) == 4 and mine(5) == [first]
