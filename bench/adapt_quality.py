@@ -1,7 +1,8 @@
 """Corpus adaptation (issue 14): does a reranker or an embedder trained on the corpus help?
 
     python bench/adapt_quality.py [--parts ray-docs scifact] [--learners reranker embedder]
-        [--max-queries 8000] [--epochs 1] [--candidates 20] [--work-dir /tmp/rag-adapt]
+        [--max-queries 8000] [--epochs 1] [--candidates 20] [--fused-weight 1]
+        [--work-dir /tmp/rag-adapt]
 
 For each corpus: training queries come from the corpus alone (ragcore/adapt/pairs.py), hard
 negatives from the base hybrid retriever, and each learner is trained on the CPU by the same
@@ -68,7 +69,7 @@ def train(
 
 
 def adapted_searcher(
-    published: PublishedIndex, model: Path, candidates: int
+    published: PublishedIndex, model: Path, retrieval: RetrievalSettings
 ) -> tuple[Searcher, float]:
     """A searcher over the corpus re-embedded with the adapted embedder; the re-embedding
     seconds."""
@@ -80,31 +81,35 @@ def adapted_searcher(
     manifest = {**published.manifest, "embedding_model": str(model)}
     adapted = replace(published, manifest=manifest, index=index)
     seconds = time.perf_counter() - start
-    return Searcher(adapted, RetrievalSettings(), embedder, None, candidates), seconds
+    return Searcher(adapted, retrieval, embedder), seconds
 
 
 def score_rows(
     searcher: Searcher,
     trained: dict[str, TrainedModel],
     settings: AdaptSettings,
-    candidates: int,
+    retrieval: RetrievalSettings,
     score: Any,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Each row's figures (`score(searcher)`): base, reranked, adapted embedder, both; and the
-    re-embedding time."""
+    """Each row's figures (`score(searcher)`): base, reranked (blended with the fused order,
+    and alone), adapted embedder, both; and the re-embedding time."""
     rows = {"base hybrid": score(searcher)}
     reranker = None
     if "reranker" in trained:
         reranker = CrossEncoderReranker(str(trained["reranker"].path),
                                         max_length=settings.max_length)  # fmt: skip
         searcher.reranker = reranker
-        rows["reranked"] = score(searcher)
+        rows[f"reranked (fused weight {retrieval.rerank_fused_weight:g})"] = score(searcher)
+        if retrieval.rerank_fused_weight:
+            searcher.settings = retrieval.model_copy(update={"rerank_fused_weight": 0.0})
+            rows["reranked alone"] = score(searcher)
+            searcher.settings = retrieval
         searcher.reranker = None
     extra: dict[str, float] = {}
     if "embedder" in trained:
         published = searcher.retriever.published
         adapted, extra["reembed_seconds"] = adapted_searcher(
-            published, trained["embedder"].path, candidates
+            published, trained["embedder"].path, retrieval
         )
         rows["adapted embedder"] = score(adapted)
         if reranker is not None:
@@ -113,11 +118,13 @@ def score_rows(
     return rows, extra
 
 
-def base_searcher(published: PublishedIndex, candidates: int) -> tuple[Searcher, SentenceEmbedder]:
+def base_searcher(
+    published: PublishedIndex, retrieval: RetrievalSettings
+) -> tuple[Searcher, SentenceEmbedder]:
     """One searcher (one BM25 index, one embedder) for mining, scoring and reranking: the
     reranked rows set its `reranker`."""
     embedder = SentenceEmbedder(published.embedding_model)
-    return Searcher(published, RetrievalSettings(), embedder, None, candidates), embedder
+    return Searcher(published, retrieval, embedder), embedder
 
 
 def rerank_latency(searcher: Searcher, questions: list[str], k: int = 5) -> dict[str, float]:
@@ -138,12 +145,12 @@ def _timed(searcher: Searcher, question: str, k: int) -> float:
     return time.perf_counter() - start  # seconds, as common.pct takes them
 
 
-def ray_docs(work: Path, settings: AdaptSettings, candidates: int) -> dict[str, Any]:
+def ray_docs(work: Path, settings: AdaptSettings, retrieval: RetrievalSettings) -> dict[str, Any]:
     index_dir, _ = common.resolve_index(common.RAY_DOCS_INDEX)
-    searcher, embedder = base_searcher(load_index(index_dir), candidates)
+    searcher, embedder = base_searcher(load_index(index_dir), retrieval)
     trained = train(searcher, embedder, work / "ray-docs", settings)
     items = load_qa(common.QA_FILE)
-    rows, extra = score_rows(searcher, trained, settings, candidates,
+    rows, extra = score_rows(searcher, trained, settings, retrieval,
                              lambda s: score_qa(s, items, [1, 5, 10], "hybrid")[0])  # fmt: skip
     result = {"rows": rows, "training": _training(trained), **extra}
     if "reranker" in trained:
@@ -153,15 +160,15 @@ def ray_docs(work: Path, settings: AdaptSettings, candidates: int) -> dict[str, 
     return result
 
 
-def scifact(work: Path, settings: AdaptSettings, candidates: int) -> dict[str, Any]:
+def scifact(work: Path, settings: AdaptSettings, retrieval: RetrievalSettings) -> dict[str, Any]:
     from bench.ablation_indexes import ensure_scifact_index
     from utils.settings import ChunkingSettings
 
     data = load_beir(common.SCIFACT, "train")
     index_dir = ensure_scifact_index(work / "indexes", data, ChunkingSettings())
-    searcher, embedder = base_searcher(load_index(index_dir), candidates)
+    searcher, embedder = base_searcher(load_index(index_dir), retrieval)
     trained = train(searcher, embedder, work / "scifact", settings)
-    rows, extra = score_rows(searcher, trained, settings, candidates,
+    rows, extra = score_rows(searcher, trained, settings, retrieval,
                              lambda s: score_beir(s, data, "hybrid"))  # fmt: skip
     return {"rows": rows, "training": _training(trained), **extra}
 
@@ -236,6 +243,8 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=AdaptSettings().reranker_layers)
     parser.add_argument("--negatives", type=int, default=AdaptSettings().negatives)
     parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--fused-weight", type=float,
+                        default=RetrievalSettings().rerank_fused_weight)  # fmt: skip
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/rag-adapt"))
     args = parser.parse_args()
     settings = AdaptSettings(enabled=True, learners=args.learners, max_queries=args.max_queries,
@@ -244,12 +253,15 @@ def main() -> int:
                              negatives=args.negatives,
                              learning_rate=args.learning_rate)  # fmt: skip
     np.random.seed(settings.seed)
-    results: dict[str, Any] = {"settings": settings.model_dump(), "candidates": args.candidates}
+    retrieval = RetrievalSettings(rerank_candidates=args.candidates,
+                                  rerank_fused_weight=args.fused_weight)  # fmt: skip
+    results: dict[str, Any] = {"settings": settings.model_dump(), "candidates": args.candidates,
+                               "fused_weight": args.fused_weight}  # fmt: skip
     if "ray-docs" in args.parts:
-        results["ray_docs"] = ray_docs(args.work_dir, settings, args.candidates)
+        results["ray_docs"] = ray_docs(args.work_dir, settings, retrieval)
         print(results["ray_docs"], flush=True)
     if "scifact" in args.parts:
-        results["scifact"] = scifact(args.work_dir, settings, args.candidates)
+        results["scifact"] = scifact(args.work_dir, settings, retrieval)
         print(results["scifact"], flush=True)
     common.write_results("adapt_quality", {**results, **report(results)})
     return 0
