@@ -175,7 +175,7 @@ Ranker = Callable[[list[str]], list[list[int]]]  # queries -> chunk rows, best f
 
 @dataclass(frozen=True)
 class Mined:
-    """Rows of one query's positive chunk and of its hard negatives."""
+    """Rows of one query's positive chunk and of its negatives (hard ones first)."""
 
     positive: int
     negatives: tuple[int, ...]
@@ -185,7 +185,7 @@ def _positive(query: TrainingQuery, chunks: Sequence[Chunk], ranked: list[int]) 
     """The section chunk that answers the query: the one the ranker puts highest, else the one
     that holds the query's text, else the section's first. (A random chunk of the section often
     does not answer it, while the hard negatives resemble it most: a learner would then be
-    taught that resembling the query means irrelevant.)"""
+    taught that resembling the query means irrelevance.)"""
     own = set(query.positives)
     for row in ranked:
         if row in own:
@@ -207,10 +207,9 @@ def mine_pairs(
     """For each query, its positive (`_positive`) and hard negatives: the best-ranked chunks
     from *other* pages, after the first `skip` such chunks (the very top is likelier an
     unlabelled positive); then `random_negatives` chunks drawn (seeded) from the whole corpus.
-    Those easy ones give a learner that starts at chance (a cross-encoder's fresh head) a
-    signal to start from; hard negatives alone stay at chance for hundreds of CPU steps. A
-    chunk from the query's own page, or with the same text as a positive, is never a
-    negative."""
+    Those easy ones give a learner that starts at chance (a cross-encoder's fresh head) an
+    easier signal to start from. A chunk from the query's own page, or with the same text as
+    a positive, is never a negative."""
     ranked = rank([q.text for q in queries])
     draw = random.Random(seed)
     mined = []
