@@ -49,7 +49,7 @@ class CrossEncoderReranker:
         return np.asarray(scores, dtype=np.float32).ravel()
 
 
-RANK_K = 10  # 1/(RANK_K + rank) in the blend: as the retriever's own RRF constant
+RANK_K = 10  # 1/(RANK_K + rank) in the blend (the default of the retriever's own rrf_k)
 
 
 def blend_order(scores: np.ndarray, fused_weight: float) -> np.ndarray:

@@ -103,13 +103,14 @@ class SearchEngine:
         start = time.perf_counter()
         vectors = await self._vectors(queries, models)
         embedded = time.perf_counter()
-        candidates = self._rerank_candidates(live, models, queries)
+        chosen = [q.retrieval or live.settings for q in queries]  # a variant's, else ours
+        candidates = self._rerank_candidates(models, chosen)
         depths = [max(q.k, n) for q, n in zip(queries, candidates, strict=True)]
         found = await asyncio.to_thread(self._retrieve, live, queries, vectors, depths)
         retrieved = time.perf_counter()
         reranking = any(candidates)  # only a version with a reranker has any
         if models.reranker is not None and reranking:
-            found = await self._rerank(models.reranker, live, queries, found, candidates)
+            found = await self._rerank(models.reranker, live, queries, found, candidates, chosen)
         done = time.perf_counter()
         for _ in queries:
             self.metrics.stage("embed", "search", (embedded - start) * 1000)
@@ -132,13 +133,10 @@ class SearchEngine:
         return np.vstack([q.vector if q.vector is not None else next(fresh) for q in queries])
 
     @staticmethod
-    def _rerank_candidates(
-        live: HybridRetriever, models: VersionModels, queries: list[_Query]
-    ) -> list[int]:
+    def _rerank_candidates(models: VersionModels, chosen: list[RetrievalSettings]) -> list[int]:
         """Per query, how many fused candidates the reranker reorders (0: not reranked)."""
         if models.reranker is None:
-            return [0] * len(queries)
-        chosen = [q.retrieval or live.settings for q in queries]
+            return [0] * len(chosen)
         return [s.rerank_candidates if s.rerank else 0 for s in chosen]
 
     @staticmethod
@@ -155,11 +153,11 @@ class SearchEngine:
         queries: list[_Query],
         found: list[list[RetrievedChunk]],
         candidates: list[int],
+        chosen: list[RetrievalSettings],
     ) -> list[list[RetrievedChunk]]:
         """The batch reranked in one pass; in fused order past the timeout or on an error (a
         search never fails for want of its reranker)."""
         titles = bool(live.published.manifest.get("prepend_titles", True))
-        chosen = [q.retrieval or live.settings for q in queries]
         timeout = max(s.rerank_timeout_s for s in chosen)
         batch_size = min(s.rerank_batch_size for s in chosen)  # the tightest memory bound
         texts, ks = [q.text for q in queries], [q.k for q in queries]

@@ -215,15 +215,13 @@ def mine_pairs(
     mined = []
     for query, rows in zip(queries, ranked, strict=True):
         own_texts = {chunks[r].text for r in query.positives}
-        others = [
-            r
-            for r in rows
-            if chunks[r].page_url != query.page_url and chunks[r].text not in own_texts
-        ]
-        hard = others[skip : skip + per_query]
-        easy = [r for r in draw.sample(range(len(chunks)), min(len(chunks), 4 * random_negatives))
-                if chunks[r].page_url != query.page_url and chunks[r].text not in own_texts
-                and r not in hard][:random_negatives]  # fmt: skip
+
+        def other(row: int, page: str = query.page_url, texts: set[str] = own_texts) -> bool:
+            return chunks[row].page_url != page and chunks[row].text not in texts
+
+        hard = [r for r in rows if other(r)][skip : skip + per_query]
+        drawn = draw.sample(range(len(chunks)), min(len(chunks), 4 * random_negatives))
+        easy = [r for r in drawn if other(r) and r not in hard][:random_negatives]
         mined.append(Mined(_positive(query, chunks, rows), tuple(hard + easy)))
     return mined
 
