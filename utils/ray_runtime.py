@@ -10,6 +10,24 @@ from utils.settings import PROJECT_ROOT
 
 METRICS_EXPORT_PORT = 8080  # Ray's Prometheus endpoint on each node (ops/prometheus.yml)
 
+# Ray Serve's high-throughput mode (Ray >= 2.55): HAProxy, a load balancer written in C, takes
+# HTTP in place of Serve's Python proxy actor and forwards to each ingress replica's own HTTP
+# server, and replicas call each other over gRPC. The Python proxy cost about 5 ms of CPU per
+# request, a third of a /search on these cores (docs/benchmarks.md, "Serving load"). Serve reads
+# these when its controller, proxies and replicas start, so they are set before Ray starts; an
+# operator's own values win (RAY_SERVE_ENABLE_HA_PROXY=0 RAY_SERVE_THROUGHPUT_OPTIMIZED=0 brings
+# the Python proxy back). A cluster that serve_index.py joins keeps the mode it was started in.
+SERVE_HIGH_THROUGHPUT_ENV = {
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+}
+
+
+def serve_env() -> dict[str, str]:
+    """The Serve mode settings for a Ray started here: the high-throughput defaults, with any
+    value already in the environment kept."""
+    return {name: os.environ.get(name, value) for name, value in SERVE_HIGH_THROUGHPUT_ENV.items()}
+
 
 def init_ray(
     address: str | None,
@@ -32,6 +50,8 @@ def init_ray(
         ray.init(address=address, namespace=namespace, log_to_driver=False,
                  runtime_env=runtime_env)  # fmt: skip
         return
+    os.environ.update(serve_env())  # the raylet, so Serve's controller and proxies, inherit it
+    env |= serve_env()
     ray.init(
         _node_ip_address="127.0.0.1",
         num_cpus=num_cpus,
