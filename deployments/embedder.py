@@ -11,8 +11,18 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.faults import remote_call
 from ragcore.embedding import LocalQueryEmbedder
-from utils.logs import setup_logging
+from utils.logs import get_logger, setup_logging
 from utils.settings import ServiceSettings
+
+
+def query_embedder_for(config: ServiceSettings) -> LocalQueryEmbedder:
+    """This replica's query encoder as the settings say, warmed up: the first forward pass pays
+    the runtime's lazy set-up (and, the first time on a node, the ONNX export)."""
+    embedder = LocalQueryEmbedder(config.embedding_model, config.embed_threads,
+                                  config.embed_chunk_size, config.query_encoder)  # fmt: skip
+    embedder.embed_now(["warm up"])
+    get_logger(__name__).info("query encoder: %s", embedder.encoder)
+    return embedder
 
 
 class EmbedderServer:
@@ -21,10 +31,7 @@ class EmbedderServer:
     def __init__(self, settings: dict[str, Any]) -> None:
         setup_logging()
         config = ServiceSettings.model_validate(settings)
-        self.embedder = LocalQueryEmbedder(
-            config.embedding_model, config.embed_threads, config.embed_chunk_size
-        )
-        self.embedder.embed_now(["warm up"])
+        self.embedder = query_embedder_for(config)
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         return await self.embedder.embed_many(texts)

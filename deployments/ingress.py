@@ -15,7 +15,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.api import create_app
-from deployments.embedder import RemoteQueryEmbedder
+from deployments.embedder import RemoteQueryEmbedder, query_embedder_for
 from deployments.feedback_store import actor_ledger
 from deployments.generator import ServeLLMGenerator
 from deployments.metrics import ServeMetrics
@@ -54,8 +54,7 @@ def build_guards(
 ) -> GuardPipeline:
     """The guard pipeline; the injection head reads the encoder this replica already loaded
     (one of its own when queries are embedded remotely)."""
-    encoder = local or LocalQueryEmbedder(config.embedding_model, config.embed_threads,
-                                          config.embed_chunk_size)  # fmt: skip
+    encoder = local or query_embedder_for(config)
     return GuardPipeline(config.guards, InjectionDetector(encoder.embed_now), PiiRedactor(),
                          metrics)  # fmt: skip
 
@@ -80,10 +79,7 @@ class Ingress:
             query_embedder = RemoteQueryEmbedder(embedder, config.embedding_model,
                                                  config.call_timeout_s)  # fmt: skip
         else:
-            local = LocalQueryEmbedder(
-                config.embedding_model, config.embed_threads, config.embed_chunk_size
-            )
-            local.embed_now(["warm up"])  # the first forward pass pays torch's lazy set-up
+            local = query_embedder_for(config)
             query_embedder = local
         # One index manager per collection, each following its own CURRENT.
         self.config = config

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from utils.models import load_sentence_transformer
+from utils.errors import InputError
+from utils.models import QueryEncoder, load_sentence_transformer, resolve_embedding_model
+
+logger = logging.getLogger(__name__)
 
 
 class SentenceEmbedder:
@@ -37,19 +43,38 @@ class SentenceEmbedder:
 
 class LocalQueryEmbedder:
     """The `QueryEmbedder` protocol in this process: one forward pass per batch of queries,
-    run in a worker thread (torch releases the GIL) so the event loop keeps accepting calls."""
+    run in a worker thread (the encoders release the GIL) so the event loop keeps accepting
+    calls. `encoder` "onnx" runs the model through ONNX Runtime (the same vectors for less CPU;
+    ragcore.onnx_encoder), falling back to sentence-transformers, with a warning, for a model
+    it cannot export; "torch" runs sentence-transformers."""
 
     def __init__(
-        self, model_name: str, num_threads: int | None = None, chunk_size: int = 4
+        self,
+        model_name: str,
+        num_threads: int | None = None,
+        chunk_size: int = 4,
+        encoder: QueryEncoder = "torch",
     ) -> None:
         self.model_name = model_name
         self.chunk_size = chunk_size
-        self._embedder = SentenceEmbedder(model_name, num_threads=num_threads)
+        self.encoder = encoder
+        self._embed: Callable[[list[str], int], np.ndarray]
+        if encoder == "onnx":
+            try:
+                from ragcore.onnx_encoder import load_onnx_encoder
+
+                location = Path(resolve_embedding_model(model_name))
+                self._embed = load_onnx_encoder(location, num_threads or 1).embed
+                return
+            except (ImportError, InputError) as exc:
+                logger.warning("query encoder: sentence-transformers instead of ONNX (%s)", exc)
+                self.encoder = "torch"
+        self._embed = SentenceEmbedder(model_name, num_threads=num_threads).embed
 
     def embed_now(self, texts: list[str]) -> np.ndarray:
-        """Embed on the calling thread. sentence-transformers sorts the texts by length and
-        runs `chunk_size` at a time, so short queries are not padded to the longest one."""
-        return self._embedder.embed(texts, batch_size=self.chunk_size)
+        """Embed on the calling thread, the texts sorted by length and run `chunk_size` at a
+        time, so short queries are not padded to the longest one."""
+        return self._embed(texts, self.chunk_size)
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         """Embed off the event loop."""

@@ -28,8 +28,9 @@ class IndexManager:
         self.settings = settings
         self.retrieval = settings.retrieval
         self.pinned_version = settings.index_version
-        self.models = models or VersionModelLoader(settings.embed_threads,
-                                                   settings.embed_chunk_size)  # fmt: skip
+        self.models = models or VersionModelLoader(
+            settings.embed_threads, settings.embed_chunk_size, settings.query_encoder
+        )
         self._state: tuple[HybridRetriever, VersionModels] | None = None
         self._reason = "index not loaded yet"
         self._lock = threading.Lock()  # one load at a time

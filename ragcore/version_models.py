@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ragcore.index_format import PublishedIndex
 from ragcore.protocols import QueryEmbedder
 from ragcore.rerank import PairScorer
+from utils.models import QueryEncoder
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,15 @@ class VersionModelLoader:
     `load_index`). The last version's models are kept, so reloading the same version for new
     retrieval settings does not load them again."""
 
-    def __init__(self, embed_threads: int | None, embed_chunk_size: int):
+    def __init__(
+        self,
+        embed_threads: int | None,
+        embed_chunk_size: int,
+        query_encoder: QueryEncoder = "torch",
+    ) -> None:
         self.embed_threads = embed_threads
         self.embed_chunk_size = embed_chunk_size
+        self.query_encoder = query_encoder
         self._last: tuple[str, VersionModels] | None = None
 
     def load(self, published: PublishedIndex) -> VersionModels:
@@ -35,7 +42,9 @@ class VersionModelLoader:
         if self._last is not None and self._last[0] == key:
             return self._last[1]
         models = VersionModels(
-            load_query_embedder(published, self.embed_threads, self.embed_chunk_size),
+            load_query_embedder(
+                published, self.embed_threads, self.embed_chunk_size, self.query_encoder
+            ),
             load_reranker(published),
         )
         self._last = (key, models)
@@ -43,7 +52,7 @@ class VersionModelLoader:
 
 
 def load_query_embedder(
-    published: PublishedIndex, threads: int | None, chunk_size: int
+    published: PublishedIndex, threads: int | None, chunk_size: int, encoder: QueryEncoder = "torch"
 ) -> QueryEmbedder | None:
     """The version's adapted query embedder, warmed up; None when it trained none."""
     path = published.adapted_model("embedder")
@@ -51,8 +60,8 @@ def load_query_embedder(
         return None
     from ragcore.embedding import LocalQueryEmbedder
 
-    embedder = LocalQueryEmbedder(str(path), threads, chunk_size)
-    embedder.embed_now(["warm up"])  # the first forward pass pays torch's lazy set-up
+    embedder = LocalQueryEmbedder(str(path), threads, chunk_size, encoder)
+    embedder.embed_now(["warm up"])  # the first forward pass pays the runtime's lazy set-up
     return embedder
 
 

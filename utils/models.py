@@ -5,12 +5,16 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from utils.errors import InputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+# How a replica runs its query encoder: ONNX Runtime (ragcore.onnx_encoder) or
+# sentence-transformers.
+QueryEncoder = Literal["onnx", "torch"]
 
 _PACKAGED_MINILM = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 

@@ -18,6 +18,7 @@ from utils.answer_settings import AnswerSettings
 from utils.auth_settings import NAME_RE, AuthSettings, CollectionSettings
 from utils.feedback_settings import FeedbackSettings
 from utils.guard_settings import ChunkScanSettings, GuardSettings
+from utils.models import QueryEncoder
 from utils.paths import PROJECT_ROOT, project_path
 from utils.variant_settings import (
     DEFAULT_ENGINE,
@@ -407,6 +408,13 @@ class ServiceSettings(BaseModel):
         le=256,
         description="torch threads per replica that embeds queries; keep it at the replica's "
         "num_cpus. More threads than CPUs spin and take CPU from the other replicas.",
+    )
+    query_encoder: QueryEncoder = Field(
+        default="onnx",
+        description="How replicas run the query encoder: 'onnx' (ONNX Runtime; the same vectors "
+        "as sentence-transformers, checked at export, for 2.6 instead of 6.0 ms a query on one "
+        "core) or 'torch' (sentence-transformers). A model ONNX cannot reproduce falls back to "
+        "torch with a warning.",
     )
     remote_embedder: bool = Field(
         default=False,
