@@ -190,6 +190,14 @@ def _errors_line(levels: list[Level]) -> str:
     return "Errors: " + ("; ".join(f"{k} x{n}" for k, n in errors.items()) or "none") + "."
 
 
+def _ingress_note() -> str:
+    """Which HTTP ingress Serve ran: HAProxy (the high-throughput mode init_ray sets) or its
+    Python proxy actor."""
+    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        return "HAProxy in front of the replicas' own HTTP servers, gRPC between replicas"
+    return "Serve's Python proxy actor"
+
+
 def _load_note(info: RunInfo) -> str:
     loads = info.loads
     before = loads.get("before", (0.0, 0.0, 0.0))
@@ -227,7 +235,8 @@ def intro(info: RunInfo) -> str:
         f"k={SEARCH_K}; {info.search_requests} timed requests per system and level after a "
         "warm-up, levels interleaved. **Ours** is deployed from `serve_config.yaml` through "
         "`deployments.launch` (as `serve_index.py` does), pinned to the index version: the "
-        f"Ingress ({replicas}) embeds queries in-process ({s.embed_threads} torch thread(s); "
+        f"Ingress ({replicas}) embeds queries in-process ({s.query_encoder} encoder, "
+        f"{s.embed_threads} thread(s); "
         f"batches of up to {s.search_batch_size} queries, no batching window, encoded "
         f"{s.embed_chunk_size} at a time by length) and runs hybrid "
         "FAISS + BM25 retrieval with RRF in the same replica; vLLM behind `ray.serve.llm` "
@@ -236,8 +245,8 @@ def intro(info: RunInfo) -> str:
         "book's single Serve deployment (1 replica, 1 CPU, torch threads "
         f"{book_threads}) that loads the model and FAISS index itself and embeds one query per "
         "request, with `max_ongoing_requests` 100, in the same Serve instance behind the same "
-        f"proxy{book_defaults}. Both baselines search FAISS only; ours also runs BM25 + fusion "
-        "per query. "
+        f"proxy{book_defaults}. Serve's ingress: {_ingress_note()}. Both baselines search FAISS "
+        "only; ours also runs BM25 + fusion per query. "
         f"`/ask`: top_k {ASK_TOP_K}, max_tokens {info.max_tokens}, greedy, distinct questions; "
         "tokens/s = completion tokens / wall time of the level; TTFT = time to the first "
         "`event: token` (embedding, retrieval and prefill included). The engine's ceiling: "
