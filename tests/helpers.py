@@ -251,6 +251,25 @@ def background_load(
             thread.join(timeout=60)
 
 
+def stop_serve() -> None:
+    """Shut Serve down and wait until its controller has exited: a controller still being
+    killed would be found by the next serve.start in this Ray, and die under it."""
+    import ray
+    from ray import serve
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    serve.shutdown()
+
+    def controller_gone() -> bool:
+        try:
+            ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+        except ValueError:
+            return True
+        return False
+
+    wait_for(controller_gone, 120, "Serve's controller to exit")
+
+
 def free_port() -> int:
     """A free TCP port on loopback."""
     with socket.socket() as sock:

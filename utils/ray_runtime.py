@@ -17,9 +17,13 @@ METRICS_EXPORT_PORT = 8080  # Ray's Prometheus endpoint on each node (ops/promet
 # these when its controller, proxies and replicas start, so they are set before Ray starts; an
 # operator's own values win (RAY_SERVE_ENABLE_HA_PROXY=0 RAY_SERVE_THROUGHPUT_OPTIMIZED=0 brings
 # the Python proxy back). A cluster that serve_index.py joins keeps the mode it was started in.
+# A replica leaving keeps serving for the drain period so that load balancers can deregister it;
+# HAProxy here learns of it from the controller at once and retries a refused connection, and
+# Serve's 30 s default outlasts serve.shutdown's own 30 s, which then kills the controller.
 SERVE_HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
 }
 
 

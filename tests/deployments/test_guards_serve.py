@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ragcore.guards.leaks import canary_for
-from tests.helpers import all_ready, free_port, wait_for
+from tests.helpers import all_ready, free_port, stop_serve, wait_for
 from tests.pipelines.test_guard_scan import PLANTED
 from utils.settings import BuildSettings
 
@@ -57,7 +57,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Itera
     wait_for(lambda: all_ready(url, calls=4), 900, "the guarded app to be ready", every=1.0)
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     yield GuardedApp(url, logs, work)
-    serve.shutdown()
+    stop_serve()
 
 
 def _logged(app: GuardedApp) -> str:

@@ -28,6 +28,7 @@ from tests.helpers import (
     free_port,
     kill_engine_process,
     sse_events,
+    stop_serve,
     wait_for,
     write_corpus,
 )
@@ -109,7 +110,7 @@ def live_app(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iter
     wait_for(lambda: all_ready(url), 900, "every replica to be ready")
     yield LiveApp(url, f"http://127.0.0.1:{metrics_port}/metrics", index_dir, corpus, before,
                   search_before)  # fmt: skip
-    serve.shutdown()
+    stop_serve()
 
 
 def test_readyz_before_and_after_the_index_exists(live_app: LiveApp) -> None:

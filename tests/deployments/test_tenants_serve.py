@@ -26,6 +26,7 @@ from tests.helpers import (
     build_collections,
     dashboard_queries,
     free_port,
+    stop_serve,
     wait_for,
 )
 
@@ -83,7 +84,7 @@ def tenants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Itera
     )
     yield Tenants(url, f"{url}/r", _config(work / "embedded.yaml", embedded),
                   _config(work / "redis.yaml", on_redis), redis, ray_session)  # fmt: skip
-    serve.shutdown()
+    stop_serve()
     redis.stop()
 
 

@@ -26,6 +26,7 @@ from tests.helpers import (
     build_collections,
     free_port,
     kill_engine_process,
+    stop_serve,
     wait_for,
 )
 from utils.paths import PROJECT_ROOT
@@ -69,7 +70,6 @@ def _app_config(work: Path, port: int, user_config: dict[str, Any]) -> dict[str,
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iterator[Variants]:
-    from ray import serve
 
     work = tmp_path_factory.mktemp("variants")
     build_collections(work, ("docs", "extra"), pages=3)
@@ -92,7 +92,7 @@ def variants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iter
                        key("qa", "search,ask,test"), key("globex", "search,ask,test"),
                        key("ops", "admin"))  # fmt: skip
     finally:
-        serve.shutdown()
+        stop_serve()
 
 
 def _ask(v: Variants, headers: dict[str, str], question: str = QUESTION,
@@ -269,7 +269,6 @@ def test_a_killed_generator_falls_back_to_the_sources(variants: Variants) -> Non
 
 def test_feedback_and_the_review_queue_survive_a_restart(variants: Variants) -> None:
     import ray
-    from ray import serve
 
     body = _ask(variants, variants.acme, "How do I set the number of replicas?")
     rating = {"request_id": body["request_id"], "rating": "down", "comment": "wrong page"}
@@ -281,7 +280,7 @@ def test_feedback_and_the_review_queue_survive_a_restart(variants: Variants) -> 
     assert stranger.status_code == 404  # another tenant's request id is unknown to globex
 
     # A restart: the app goes, and so does the ledger's actor (as when the head restarts).
-    serve.shutdown()
+    stop_serve()
     ledger = ledger_path(ServiceSettings.model_validate(variants.config["applications"][0]["args"]))
     ray.kill(ray.get_actor(actor_name(ledger), namespace="rag"), no_restart=True)
     deploy(variants.config)

@@ -18,7 +18,7 @@ from evaluation.retrieval import QAItem, load_qa
 from pipelines.build import index_pages
 from pipelines.crawl import crawl
 from tests.conftest import shared_path
-from tests.helpers import all_ready, free_port, wait_for
+from tests.helpers import all_ready, free_port, stop_serve, wait_for
 from utils.settings import BuildSettings, CrawlSettings
 from utils.static_site import StaticSite
 from utils.urls import page_key
@@ -53,7 +53,7 @@ def serve_docs_app(
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: all_ready(url, calls=1), 900, "the answers app to be ready", every=2.0)
     yield url, questions
-    serve.shutdown()
+    stop_serve()
 
 
 def test_answers_hold_the_measured_floors(serve_docs_app: tuple[str, list[QAItem]]) -> None:
