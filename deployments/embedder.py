@@ -10,19 +10,15 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from deployments.faults import remote_call
-from ragcore.embedding import LocalQueryEmbedder
-from utils.logs import get_logger, setup_logging
+from ragcore.embedding import LocalQueryEmbedder, warm_query_embedder
+from utils.logs import setup_logging
 from utils.settings import ServiceSettings
 
 
 def query_embedder_for(config: ServiceSettings) -> LocalQueryEmbedder:
-    """This replica's query encoder as the settings say, warmed up: the first forward pass pays
-    the runtime's lazy set-up (and, the first time on a node, the ONNX export)."""
-    embedder = LocalQueryEmbedder(config.embedding_model, config.embed_threads,
-                                  config.embed_chunk_size, config.query_encoder)  # fmt: skip
-    embedder.embed_now(["warm up"])
-    get_logger(__name__).info("query encoder: %s", embedder.encoder)
-    return embedder
+    """This replica's query encoder as the settings say, warmed up."""
+    return warm_query_embedder(config.embedding_model, config.embed_threads,
+                               config.embed_chunk_size, config.query_encoder)  # fmt: skip
 
 
 class EmbedderServer:

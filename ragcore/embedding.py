@@ -79,3 +79,14 @@ class LocalQueryEmbedder:
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         """Embed off the event loop."""
         return await asyncio.to_thread(self.embed_now, texts)
+
+
+def warm_query_embedder(
+    model_name: str, num_threads: int | None, chunk_size: int, encoder: QueryEncoder
+) -> LocalQueryEmbedder:
+    """A LocalQueryEmbedder that has already run once, so the first query does not pay the
+    runtime's lazy set-up; it logs which encoder it runs."""
+    embedder = LocalQueryEmbedder(model_name, num_threads, chunk_size, encoder)
+    embedder.embed_now(["warm up"])
+    logger.info("query encoder for %s: %s", model_name, embedder.encoder)
+    return embedder

@@ -58,11 +58,9 @@ def load_query_embedder(
     path = published.adapted_model("embedder")
     if path is None:
         return None
-    from ragcore.embedding import LocalQueryEmbedder
+    from ragcore.embedding import warm_query_embedder
 
-    embedder = LocalQueryEmbedder(str(path), threads, chunk_size, encoder)
-    embedder.embed_now(["warm up"])  # the first forward pass pays the runtime's lazy set-up
-    return embedder
+    return warm_query_embedder(str(path), threads, chunk_size, encoder)
 
 
 def load_reranker(published: PublishedIndex) -> PairScorer | None:

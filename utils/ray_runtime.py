@@ -54,8 +54,9 @@ def init_ray(
         ray.init(address=address, namespace=namespace, log_to_driver=False,
                  runtime_env=runtime_env)  # fmt: skip
         return
-    os.environ.update(serve_env())  # the raylet, so Serve's controller and proxies, inherit it
-    env |= serve_env()
+    serve_mode = serve_env()
+    os.environ.update(serve_mode)  # the raylet, so Serve's controller and proxies, inherit it
+    env |= serve_mode
     ray.init(
         _node_ip_address="127.0.0.1",
         num_cpus=num_cpus,

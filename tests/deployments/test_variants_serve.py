@@ -70,7 +70,6 @@ def _app_config(work: Path, port: int, user_config: dict[str, Any]) -> dict[str,
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory: pytest.TempPathFactory, ray_session: int) -> Iterator[Variants]:
-
     work = tmp_path_factory.mktemp("variants")
     build_collections(work, ("docs", "extra"), pages=3)
     port = free_port()
