@@ -59,6 +59,16 @@ class EngineRun:
         return {"tokens": self.tokens, "wall_s": self.wall_s, "tokens_per_s": self.tokens_per_s}
 
 
+@dataclass(frozen=True)
+class Ceiling:
+    """The engine alone on /ask's concurrency-8 prompts: `equal` generates each answer to
+    the length /ask generated (the same work, the target's base); `full` every answer to
+    max_tokens (longer decode amortises the same prefill, so more tokens/s)."""
+
+    equal: EngineRun
+    full: EngineRun
+
+
 def build_prompts(index_dir: Path, count: int) -> list[Conversation]:
     """The first `count` dev-set questions as /ask would prompt for them."""
     from evaluation.retrieval import Searcher
@@ -86,8 +96,11 @@ def vllm_worker(job_file: Path) -> None:
     job = json.loads(job_file.read_text(encoding="utf-8"))
     conversations = job["conversations"]
     llm = LLM(job["model_source"], **job["engine_kwargs"])
-    params = SamplingParams(max_tokens=job["max_tokens"], temperature=0.0)
-    llm.chat(conversations[:1], params, use_tqdm=False)
+    lengths = job["max_tokens"]
+    if isinstance(lengths, int):
+        lengths = [lengths] * len(conversations)
+    params = [SamplingParams(max_tokens=n, temperature=0.0) for n in lengths]
+    llm.chat(conversations[:1], params[:1], use_tqdm=False)
     start = time.perf_counter()
     outputs = llm.chat(conversations, params, use_tqdm=False)
     wall = time.perf_counter() - start
@@ -97,15 +110,17 @@ def vllm_worker(job_file: Path) -> None:
 
 def engine_ceiling(
     conversations: list[Conversation],
-    max_tokens: int,
+    max_tokens: int | list[int],
     generator: GeneratorSettings,
     max_in_flight: int | None = None,
     env: dict[str, str] | None = None,
 ) -> EngineRun:
     """vLLM's offline engine, in a fresh process, over all `conversations` submitted at once,
     greedy, after one untimed warm-up: the generator's model, engine_kwargs and engine_env
-    (`env` laid over it). `max_in_flight` caps the sequences decoded together (vLLM's
-    max_num_seqs), as a closed loop of that many clients would."""
+    (`env` laid over it). `max_tokens` caps every answer alike, or each one (a list: the
+    lengths another run generated, so that both runs do the same work). `max_in_flight` caps
+    the sequences decoded together (vLLM's max_num_seqs), as a closed loop of that many clients
+    would."""
     kwargs: dict[str, Any] = dict(generator.engine_kwargs)
     if max_in_flight:
         kwargs["max_num_seqs"] = max_in_flight

@@ -51,6 +51,24 @@ class Level:
         return [s for s in self.samples if s.ok]
 
     @property
+    def generated(self) -> list[Sample]:
+        """The successful samples the engine generated tokens for."""
+        return [s for s in self.ok if s.completion_tokens]
+
+    def without_engine(self) -> Counter[str]:
+        """Successful answers the engine generated nothing for, by what answered them (the
+        cache, a refusal, the extractive path)."""
+        return Counter(
+            "{answer_path} ({answer_mode}{cache})".format(
+                answer_path=s.done.get("answer_path", "?"),
+                answer_mode=s.done.get("answer_mode", "?"),
+                cache=f", {s.done['cache']} cache hit" if s.done.get("cache") else "",
+            )
+            for s in self.ok
+            if s.done is not None and not s.completion_tokens
+        )
+
+    @property
     def failed(self) -> int:
         """Failed requests plus those not started within the time limit."""
         return len(self.samples) - len(self.ok) + self.skipped
@@ -70,15 +88,15 @@ class Level:
         return pct([s.latency_s for s in self.ok], q)
 
     def ttft_ms(self, q: float) -> float:
-        """The q-th percentile of time to the first token."""
-        return pct([s.ttft_s for s in self.ok if s.ttft_s is not None], q)
+        """The q-th percentile of time to the first token, over generated answers."""
+        return pct([s.ttft_s for s in self.generated if s.ttft_s is not None], q)
 
     def decode_tokens_per_s(self) -> float:
         """Mean per-request decode speed after the first token, (completion - 1) / (latency -
         TTFT): it separates decoding from prefill and queueing, which TTFT holds."""
         rates = [
             (s.completion_tokens - 1) / (s.latency_s - s.ttft_s)
-            for s in self.ok
+            for s in self.generated
             if s.ttft_s is not None and s.completion_tokens > 1 and s.latency_s > s.ttft_s
         ]
         return float(np.mean(rates)) if rates else float("nan")
@@ -96,11 +114,12 @@ class Level:
             **{f"p{q}_ms": self.latency_ms(q) for q in (50, 95, 99)},
             "errors": dict(self.errors),
         }
-        if any(s.completion_tokens for s in ok):
+        if self.generated:
             figures.update(
                 ttft_p50_ms=self.ttft_ms(50),
                 ttft_p99_ms=self.ttft_ms(99),
-                prompt_tokens_mean=float(np.mean([s.prompt_tokens for s in ok])),
+                prompt_tokens_mean=float(np.mean([s.prompt_tokens for s in self.generated])),
+                without_engine=dict(self.without_engine()),
                 completion_tokens=sum(s.completion_tokens for s in ok),
                 decode_tokens_per_s=self.decode_tokens_per_s(),
                 tokens_per_s=self.tokens_per_s,
@@ -189,7 +208,8 @@ async def _read_sse(response: httpx.Response, start: float) -> tuple[float | Non
 
 def ask_call(url: str, questions: list[str], max_tokens: int) -> Call:
     """POST {url} (/ask/stream, SSE): time to the first `token` event, usage from the `done`
-    event; a degraded answer or one without tokens counts as a failure."""
+    event. A degraded answer counts as a failure; an answer the engine generated nothing for
+    (a cache hit, a refusal) succeeds with no tokens (`Level.without_engine` names them)."""
 
     async def call(client: httpx.AsyncClient, i: int) -> Sample:
         question = questions[i % len(questions)]
@@ -207,10 +227,10 @@ def ask_call(url: str, questions: list[str], max_tokens: int) -> Call:
         latency = time.perf_counter() - start
         if done is None:
             return Sample(False, latency, "no done event")
+        if done.get("status") != "ok":
+            return Sample(False, latency, f"{done.get('status')}: {done.get('message', '')}"[:80])
         usage = done.get("tokens_used") or {}
         completion = int(usage.get("completion") or 0)
-        if done.get("status") != "ok" or not completion:
-            return Sample(False, latency, f"{done.get('status')}: {done.get('message', '')}"[:80])
         prompt = int(usage.get("prompt") or 0)
         return Sample(True, latency, "", ttft, prompt, completion, done, question)
 

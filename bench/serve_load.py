@@ -14,11 +14,13 @@ sentence-transformers server over the same index (the book's design without Ray)
 
 `/search` runs at concurrency 1, 8 and 32 against every server (levels interleaved, so drift
 in the machine's load hits every system alike). `/ask/stream` runs at concurrency 1 and 8 (time
-to first token, tokens/s). After Serve is shut down, vLLM's offline engine alone generates for
-the concurrency-8 prompts (bench/engine_ceiling.py): /ask's tokens/s is reported as a share of
-that ceiling. With --transformers-loop, the same prompts also go through a plain transformers
-`generate` loop. Figures go to stdout, bench/results/serve_load.json and the "Serving load"
-section of docs/benchmarks.md (bench/serve_report.py).
+to first token, tokens/s; the CPU each process took during concurrency 8). After Serve is shut
+down, vLLM's offline engine alone generates for the concurrency-8 prompts
+(bench/engine_ceiling.py), each answer to the length /ask generated: /ask's tokens/s is
+reported as a share of that ceiling (and of the engine generating every answer to max_tokens).
+With --transformers-loop, the same prompts also go through a plain transformers `generate`
+loop. Figures go to stdout, bench/results/serve_load.json and the "Serving load" section of
+docs/benchmarks.md (bench/serve_report.py).
 
 The index: --index-dir, else the docs.ray.io index of bench/build_throughput.py
 (/tmp/rag-bench/index) when published, else one built here over the project's docs/.
@@ -37,15 +39,17 @@ try:
 except ModuleNotFoundError:  # `python bench/x.py` puts only bench/ on sys.path
     import common  # type: ignore[no-redef]
 
+from bench import cpu_usage
 from bench import serve_report as report
 from bench import serve_setup as setup
-from bench.engine_ceiling import EngineRun, engine_ceiling
-from bench.loadgen import Level, Sample, ask_call, measure, search_call
+from bench.ask_ceiling import after_serve
+from bench.cpu_usage import CpuUse
+from bench.engine_ceiling import Ceiling
+from bench.loadgen import Level, ask_call, measure, search_call
 from bench.report import render
 from ragcore.index_format import read_manifest
-from ragcore.prompts import default_template
-from ragcore.protocols import Hit
-from utils.settings import ServiceSettings
+
+IDLE_S = 10.0  # how long the standing CPU cost of the deployed servers is measured
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ask-requests",
         type=int,
         nargs=2,
-        default=[4, 16],
+        default=[4, 32],
         metavar=("AT_1", "AT_8"),
         help="/ask requests at concurrency 1 and 8",
     )
@@ -70,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="answer length cap (0: the service's configured max_tokens)",
     )
     p.add_argument("--skip-ask", action="store_true", help="search only")
+    p.add_argument("--skip-search", action="store_true", help="/ask only")
     p.add_argument(
         "--ingress-replicas",
         type=int,
@@ -148,13 +153,15 @@ async def run_search(
 
 async def run_ask(
     url: str, questions: list[str], counts: list[int], max_tokens: int
-) -> list[Level]:
-    """Warm-up, then concurrency 1 and 8 over distinct questions (so no prompt repeats)."""
+) -> tuple[list[Level], CpuUse]:
+    """Warm-up, then concurrency 1 and 8 over distinct questions (so no prompt repeats); the
+    CPU each process used during the concurrency-8 level."""
     call = ask_call(url, questions, max_tokens)
     levels = []
     first = 0
     for concurrency, total in zip((1, 8), counts, strict=True):
         warmup = 2 if concurrency == 1 else 0
+        before, started = cpu_usage.snapshot(), time.perf_counter()
         level = await measure(
             report.OURS_ASK,
             call,
@@ -165,42 +172,13 @@ async def run_ask(
             timeout_s=300,
             first=first,
         )
+        cpu = cpu_usage.between(before, cpu_usage.snapshot(), time.perf_counter() - started)
         levels.append(level)
         report.print_levels([level], ask=True)
         first += warmup + total
-    return levels
-
-
-def conversations(answered: list[Sample], max_chars: int) -> list[list[dict[str, str]]]:
-    """The prompts the answers were generated from, rebuilt from the sources each one got."""
-    template = default_template(ServiceSettings().answers)
-    return [
-        template.render(
-            s.question,
-            [
-                Hit(
-                    h["content"],
-                    h["source"],
-                    h["score"],
-                    " > ".join(t for t in (h.get("title"), h.get("section")) if t),
-                )
-                for h in (s.done or {})["sources"]
-            ],
-            max_chars,
-        )
-        for s in answered
-    ]
-
-
-def transformers_level(prompts: list[list[dict[str, str]]], model: str, max_tokens: int) -> Level:
-    """The prompts one at a time through a plain transformers `generate` loop."""
-    from bench.baselines import transformers_generate
-
-    timings = transformers_generate(model, prompts, max_tokens)
-    samples = [
-        Sample(True, t.total_s, "", t.ttft_s, t.prompt_tokens, t.completion_tokens) for t in timings
-    ]
-    return Level(report.TRANSFORMERS, 1, samples, sum(t.total_s for t in timings))
+    print(*(f"cpu {name}: {secs:.1f} s ({share:.0%})" for name, secs, share in cpu.shares()),
+          sep="\n", flush=True)  # fmt: skip
+    return levels, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,19 +204,23 @@ def main(argv: list[str] | None = None) -> int:
     plain = setup.plain_server(index_dir, version, service.embedding_model, common.free_port())
     with plain as plain_base, setup.serve_apps(config) as base:
         print(f"all servers ready after {time.perf_counter() - started:.0f}s", flush=True)
+        idle = cpu_usage.while_idle(IDLE_S)
         bases = {report.OURS: f"{base}/search", report.PLAIN: f"{plain_base}/search",
                  report.BOOK: f"{base}/book/search"}  # fmt: skip
         if args.book_defaults:
             bases[report.BOOK_DEFAULTS] = f"{base}/book-defaults/search"
-        search = asyncio.run(run_search(bases, questions, args.search_levels,
-                                        args.search_requests))  # fmt: skip
+        search: list[Level] = []
+        if not args.skip_search:
+            search = asyncio.run(run_search(bases, questions, args.search_levels,
+                                            args.search_requests))  # fmt: skip
         ask: list[Level] = []
+        cpu = None
         if not args.skip_ask:
             url = f"{base}/ask/stream"
-            ask = asyncio.run(run_ask(url, questions, args.ask_requests, args.max_tokens))
+            ask, cpu = asyncio.run(run_ask(url, questions, args.ask_requests, args.max_tokens))
         replicas = setup.replica_counts()
     loads["after serve"] = common.loadavg()
-    ceiling = after_serve(args, ask, service)
+    ceiling = after_serve(ask, service, args.max_tokens, args.transformers_loop)
     loads["end"] = common.loadavg()
     info = report.RunInfo(
         index_dir=index_dir,
@@ -254,25 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         quiet=quiet,
         loads=loads,
         replicas=replicas,
+        ask_cpu=cpu,
+        idle_cpu=idle,
     )
     return finish(args, info, search, ask, ceiling)
-
-
-def after_serve(
-    args: argparse.Namespace, ask: list[Level], service: ServiceSettings
-) -> EngineRun | None:
-    """The engine's ceiling (and, if asked, the transformers loop) on the concurrency-8 /ask
-    prompts, once Serve has given the cores back; appends the loop's level to `ask`."""
-    answered = ask[-1].ok if ask else []
-    if not answered:
-        return None
-    prompts = conversations(answered, service.generator.max_context_chars)
-    ceiling = engine_ceiling(prompts, args.max_tokens, service.generator, max_in_flight=8)
-    print(f"engine alone: {ceiling.tokens_per_s:.1f} tokens/s", flush=True)
-    if args.transformers_loop:
-        ask.append(transformers_level(prompts, service.generator.model_source, args.max_tokens))
-        report.print_levels(ask[-1:], ask=True)
-    return ceiling
 
 
 def finish(
@@ -280,7 +247,7 @@ def finish(
     info: report.RunInfo,
     search: list[Level],
     ask: list[Level],
-    ceiling: EngineRun | None,
+    ceiling: Ceiling | None,
 ) -> int:
     """Print the section, write the results unless --no-write; 1 when any request failed."""
     payload, targets = report.payload(info, search, ask, ceiling)

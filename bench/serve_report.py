@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import QA_FILE
-from bench.engine_ceiling import EngineRun
+from bench.cpu_usage import CpuUse
+from bench.engine_ceiling import Ceiling
 from bench.loadgen import ASK_TOP_K, SEARCH_K, Level
 from bench.report import table, table_lines
 from utils.settings import ServiceSettings
@@ -41,6 +42,8 @@ class RunInfo:
     quiet: bool
     loads: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     replicas: dict[str, int] = field(default_factory=dict)
+    ask_cpu: CpuUse | None = None
+    idle_cpu: CpuUse | None = None
 
 
 @dataclass(frozen=True)
@@ -116,15 +119,18 @@ def search_targets(levels: list[Level]) -> list[Target]:
     ]
 
 
-def ask_target(ask: list[Level], ceiling: EngineRun | None) -> Target:
-    """/ask tokens/s at concurrency 8 as a share of the engine's own ceiling."""
-    what = "`/ask` tokens/s at concurrency 8, ours / the engine alone (same prompts, 8 in flight)"
+def ask_target(ask: list[Level], ceiling: Ceiling | None) -> Target:
+    """/ask tokens/s at concurrency 8 as a share of the engine's own ceiling on the same work."""
+    what = (
+        "`/ask` tokens/s at concurrency 8, ours / the engine alone (same prompts, same answer "
+        "lengths, 8 in flight)"
+    )
     ours = find(ask, OURS_ASK, 8)
-    if ours is None or ceiling is None or not ceiling.tokens_per_s:
+    if ours is None or ceiling is None or not ceiling.equal.tokens_per_s:
         return Target(what, None, None, ">=", 0.9, None)
-    share = ours.tokens_per_s / ceiling.tokens_per_s
-    met = share >= 0.9 and ours.failed == 0
-    return Target(what, ours.tokens_per_s, ceiling.tokens_per_s, ">=", 0.9, met)
+    base = ceiling.equal.tokens_per_s
+    met = ours.tokens_per_s / base >= 0.9 and ours.failed == 0
+    return Target(what, ours.tokens_per_s, base, ">=", 0.9, met)
 
 
 def search_table(levels: list[Level]) -> dict[str, Any]:
@@ -163,8 +169,8 @@ def ask_table(levels: list[Level]) -> dict[str, Any]:
     first token: it separates the decode speed from prefill and queueing, which TTFT holds."""
     rows = []
     for lv in levels:
-        ok = lv.ok
-        prompt = sum(s.prompt_tokens for s in ok) / len(ok) if ok else None
+        ok, generated = lv.ok, lv.generated
+        prompt = sum(s.prompt_tokens for s in generated) / len(generated) if generated else None
         completion = sum(s.completion_tokens for s in ok)
         rows.append([lv.system, lv.concurrency, len(ok), lv.failed, lv.ttft_ms(50),
                      lv.ttft_ms(99), lv.latency_ms(50), lv.latency_ms(99), prompt, completion,
@@ -187,7 +193,15 @@ def _errors_line(levels: list[Level]) -> str:
             errors[f"{lv.system} c={lv.concurrency}: not started within the time limit"] += (
                 lv.skipped
             )
-    return "Errors: " + ("; ".join(f"{k} x{n}" for k, n in errors.items()) or "none") + "."
+    line = "Errors: " + ("; ".join(f"{k} x{n}" for k, n in errors.items()) or "none") + "."
+    without = Counter[str]()
+    for lv in levels:
+        without.update({f"{lv.system} c={lv.concurrency}: {k}": n
+                        for k, n in lv.without_engine().items()})  # fmt: skip
+    if without:
+        line += " Answered without the engine (ok, no tokens generated; counted in the wall "
+        line += "time): " + "; ".join(f"{k} x{n}" for k, n in without.items()) + "."
+    return line
 
 
 def _ingress_note() -> str:
@@ -240,7 +254,8 @@ def intro(info: RunInfo) -> str:
         f"batches of up to {s.search_batch_size} queries, no batching window, encoded "
         f"{s.embed_chunk_size} at a time by length) and runs hybrid "
         "FAISS + BM25 retrieval with RRF in the same replica; vLLM behind `ray.serve.llm` "
-        "answers /ask. **Plain**: one uvicorn process, FastAPI + FAISS + sentence-transformers, "
+        "answers /ask (`ray.serve.llm`'s LLMServer replica, whose vLLM engine core runs in its "
+        "own process). **Plain**: one uvicorn process, FastAPI + FAISS + sentence-transformers, "
         "one query embedded per request (sync route in FastAPI's thread pool). **Book**: the "
         "book's single Serve deployment (1 replica, 1 CPU, torch threads "
         f"{book_threads}) that loads the model and FAISS index itself and embeds one query per "
@@ -252,7 +267,9 @@ def intro(info: RunInfo) -> str:
         "`event: token` (embedding, retrieval and prefill included). The engine's ceiling: "
         "after Serve is shut down, vLLM's offline engine alone (`bench/engine_ceiling.py`) "
         "generates for the concurrency-8 prompts (rebuilt from the sources each answer got), at "
-        "most 8 in flight, with the generator's engine settings. Every measured process runs at "
+        "most 8 in flight, with the generator's engine settings: each answer to the length /ask "
+        "generated for it (the same work: /ask ends answers at their sentence limit), and every "
+        "answer to max_tokens. Every measured process runs at "
         "niceness 0 (Ray's workers too: `RAY_worker_niceness=0`)."
     )
     if info.rag_env:
@@ -261,27 +278,40 @@ def intro(info: RunInfo) -> str:
 
 
 def payload(
-    info: RunInfo, search: list[Level], ask: list[Level], ceiling: EngineRun | None
+    info: RunInfo, search: list[Level], ask: list[Level], ceiling: Ceiling | None
 ) -> tuple[dict[str, Any], list[Target]]:
     """The results JSON (title, intro, body, data) and the targets it reports."""
-    targets = search_targets(search)
-    body: list[Any] = ["### /search", "", search_table(search), ""]
-    body += ["Ours / each baseline (req/s: higher is better; latency: lower is better):", ""]
-    body += [ratio_table(search), ""]
-    body += [t.line() for t in targets] + [""]
+    targets = search_targets(search) if search else []
+    body: list[Any] = []
+    if search:
+        body += ["### /search", "", search_table(search), ""]
+        body += ["Ours / each baseline (req/s: higher is better; latency: lower is better):", ""]
+        body += [ratio_table(search), ""]
+        body += [t.line() for t in targets] + [""]
     if ask:
         targets.append(ask_target(ask, ceiling))
         ttft = find(ask, OURS_ASK, 1)
         body += ["### /ask", "", ask_table(ask), ""]
         if ceiling is not None:
-            body.append(
-                f"- the engine alone: {ceiling.tokens} tokens in {ceiling.wall_s:.1f} s, "
-                f"**{ceiling.tokens_per_s:.1f} tokens/s**"
-            )
+            body += [
+                f"- the engine alone, each answer as long as /ask's: {ceiling.equal.tokens} "
+                f"tokens in {ceiling.equal.wall_s:.1f} s, **{ceiling.equal.tokens_per_s:.1f} "
+                "tokens/s**",
+                f"- the engine alone, every answer to max_tokens (reference): "
+                f"{ceiling.full.tokens} tokens in {ceiling.full.wall_s:.1f} s, "
+                f"{ceiling.full.tokens_per_s:.1f} tokens/s",
+            ]
         body.append(targets[-1].line())
         if ttft is not None:
             body.append(f"- `/ask` TTFT p50 at concurrency 1: **{ttft.ttft_ms(50):.0f} ms**")
         body.append("")
+        if info.ask_cpu is not None:
+            body += ["CPU by process while /ask ran at concurrency 8:", "",
+                     info.ask_cpu.table(), ""]  # fmt: skip
+    if info.idle_cpu is not None:
+        body += ["CPU by process with every server deployed and idle (the standing cost "
+                 "that shares the cores with the engine):", "", info.idle_cpu.table(),
+                 ""]  # fmt: skip
     body.append(_errors_line(search + ask))
     if info.replicas:
         running = ", ".join(f"{k} {v}" for k, v in sorted(info.replicas.items()))
@@ -300,7 +330,11 @@ def payload(
         "replicas": info.replicas,
         "search": [lv.summary() for lv in search],
         "ask": [lv.summary() for lv in ask],
-        "engine_ceiling": ceiling.summary() if ceiling is not None else None,
+        "engine_ceiling": None
+        if ceiling is None
+        else {"equal_work": ceiling.equal.summary(), "to_max_tokens": ceiling.full.summary()},
+        "ask_cpu": None if info.ask_cpu is None else asdict(info.ask_cpu),
+        "idle_cpu": None if info.idle_cpu is None else asdict(info.idle_cpu),
         "targets": [asdict(t) for t in targets],
     }
     return {"title": TITLE, "intro": intro(info), "body": body, "data": data}, targets
