@@ -121,7 +121,7 @@ def run_ray_qa(args: argparse.Namespace, settings: Settings, retrieval: Retrieva
 
     index_dir = args.index_dir or settings.service.index_dir
     published = load_index(index_dir)
-    searcher = Searcher(published, retrieval)
+    searcher = Searcher(published, retrieval, encoder=settings.service.query_encoder)
     items = load_qa(args.qa)
     modes = args.mode or [retrieval.mode]
     results: dict[str, dict[str, float]] = {}
@@ -166,7 +166,7 @@ def run_beir(args: argparse.Namespace, settings: Settings, retrieval: RetrievalS
         finally:
             ray.shutdown()
     published = load_index(work, path.name)
-    searcher = Searcher(published, retrieval)
+    searcher = Searcher(published, retrieval, encoder=settings.service.query_encoder)
     modes = args.mode or [retrieval.mode]
     results = {mode: score_beir(searcher, data, mode) for mode in modes}
     extra = {"task": "beir", "dataset": data.name, "split": args.split, "built": built,

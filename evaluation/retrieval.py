@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,13 @@ import numpy as np
 from evaluation.metrics import dedupe, hit_at_k, mean, ndcg_at_k, recall_at_k, reciprocal_rank
 from pipelines.build import index_pages
 from ragcore.documents import Page, Section
-from ragcore.embedding import SentenceEmbedder
+from ragcore.embedding import LocalQueryEmbedder, SentenceEmbedder
 from ragcore.index_format import MANIFEST_FILE, PublishedIndex, current_version
 from ragcore.rerank import PairScorer, rerank_many
 from ragcore.retrieval import HybridRetriever, Mode, RetrievedChunk
 from ragcore.version_models import load_reranker
 from utils.errors import InputError
+from utils.models import QueryEncoder
 from utils.settings import BuildSettings, RetrievalSettings
 from utils.urls import page_key, section_key
 
@@ -32,7 +33,9 @@ from utils.urls import page_key, section_key
 
 class Searcher:
     """The service's retrieval path: the index's query model (its adapted embedder, if it
-    trained one) plus `HybridRetriever`, and its reranker as the service would use it."""
+    trained one) run by the service's query encoder (`encoder`, ServiceSettings.query_encoder)
+    unless `embedder` is given, plus `HybridRetriever`, and its reranker as the service would
+    use it."""
 
     def __init__(
         self,
@@ -41,10 +44,14 @@ class Searcher:
         embedder: SentenceEmbedder | None = None,
         reranker: PairScorer | None = None,
         rerank_candidates: int | None = None,
+        encoder: QueryEncoder = "torch",
     ) -> None:
         self.retriever = HybridRetriever(published, settings)
         self.settings = settings
-        self._embedder = embedder
+        self._embed_texts: Callable[[list[str]], np.ndarray] | None = (
+            embedder.embed if embedder is not None else None
+        )
+        self.encoder = encoder
         if reranker is None and settings.rerank:
             reranker = load_reranker(published)
         self.reranker = reranker
@@ -55,9 +62,11 @@ class Searcher:
         todo = [q for q in dict.fromkeys(queries) if q not in self._vectors]
         if not todo:
             return
-        if self._embedder is None:
-            self._embedder = SentenceEmbedder(self.retriever.published.query_model)
-        self._vectors.update(zip(todo, self._embedder.embed(todo), strict=True))
+        if self._embed_texts is None:
+            model = self.retriever.published.query_model
+            self._embed_texts = LocalQueryEmbedder(model, chunk_size=16,
+                                                   encoder=self.encoder).embed_now  # fmt: skip
+        self._vectors.update(zip(todo, self._embed_texts(todo), strict=True))
 
     def search(self, queries: list[str], k: int, mode: Mode) -> list[list[RetrievedChunk]]:
         """Top `k` chunks for each query, in `mode` (reranked when there is a reranker)."""

@@ -2,7 +2,8 @@
 
 The subset is the first QUERIES training claims that have judgments, over a corpus of their
 relevant abstracts plus the first DISTRACTORS other abstracts in file order. It is chunked, embedded
-by the Ray actor pool, published, and searched by `HybridRetriever` exactly as the service does.
+by the Ray actor pool, published, and searched by `HybridRetriever` exactly as the service does,
+with queries embedded by the service's query encoder.
 The floors are measured values minus a small margin (see FLOORS); a change that lowers quality
 past them fails here.
 """
@@ -16,7 +17,7 @@ import pytest
 from evaluation.retrieval import BeirData, Searcher, build_beir_index, load_beir, score_beir
 from ragcore.index_format import load_index
 from tests.conftest import shared_path
-from utils.settings import BuildSettings, RetrievalSettings
+from utils.settings import BuildSettings, RetrievalSettings, ServiceSettings
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,9 @@ def subset_searcher(
         sources=[str(shared_path("scifact"))], index_dir=tmp_path_factory.mktemp("scifact-index")
     )
     path: Path = build_beir_index(data, settings)
-    return Searcher(load_index(settings.index_dir, path.name), RetrievalSettings()), data
+    published = load_index(settings.index_dir, path.name)
+    encoder = ServiceSettings().query_encoder
+    return Searcher(published, RetrievalSettings(), encoder=encoder), data
 
 
 @pytest.mark.shared_data
@@ -74,3 +77,17 @@ def test_hybrid_recall_above_floor(subset_searcher: tuple[Searcher, BeirData]) -
     searcher, data = subset_searcher
     metrics = score_beir(searcher, data, "hybrid")
     assert metrics["recall@100"] >= HYBRID_RECALL_100 - MARGIN, metrics
+
+
+@pytest.mark.shared_data
+def test_the_served_encoder_scores_as_sentence_transformers(
+    subset_searcher: tuple[Searcher, BeirData],
+) -> None:
+    """The index was embedded by sentence-transformers; queries embedded by the service's
+    encoder (ONNX Runtime by default) must rank as sentence-transformers' own would."""
+    searcher, data = subset_searcher
+    assert searcher.encoder == ServiceSettings().query_encoder
+    torch = Searcher(searcher.retriever.published, RetrievalSettings(), encoder="torch")
+    served, reference = score_beir(searcher, data, "dense"), score_beir(torch, data, "dense")
+    assert served["ndcg@10"] == pytest.approx(reference["ndcg@10"], abs=0.002)
+    assert served["recall@100"] == pytest.approx(reference["recall@100"], abs=0.002)
