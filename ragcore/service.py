@@ -137,8 +137,10 @@ class RAGService:
         self.runner.count_tokens = count
 
     async def warm_up(self) -> None:
-        """Warm the default engine up before /readyz turns 200 (GeneratorWarmth.warm_up)."""
-        await self.warmth.warm_up(self.policy)
+        """Warm the default engine (GeneratorWarmth.warm_up) and the feedback ledger up
+        before /readyz turns 200."""
+        feedback = self.feedback.warm_up() if self.feedback is not None else asyncio.sleep(0)
+        await asyncio.gather(self.warmth.warm_up(self.policy), feedback)
 
     async def readiness(self) -> Readiness:
         """Ready when the index is loaded and the generator is warm (or disabled, or given up
@@ -149,8 +151,12 @@ class RAGService:
             if searcher is not self.searcher:
                 state = await searcher.readiness()
                 details[f"collection:{name}"] = state.details.get("index_version", state.reason)
+        if self.feedback is not None:
+            details["feedback"] = self.feedback.state
         if index.ready and self.warmth.state == "warming":
             return Readiness(False, "the generator is warming up", details)
+        if index.ready and self.feedback is not None and self.feedback.state == "warming":
+            return Readiness(False, "the feedback store is starting", details)
         return Readiness(index.ready, index.reason, details)
 
     async def search(

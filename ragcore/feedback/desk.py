@@ -5,6 +5,7 @@ the head node's actor in Serve and over a local SqliteFeedback in tests and the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -21,6 +22,7 @@ log = get_logger("feedback")
 
 # call(method_name, *args): one SqliteFeedback method, wherever the ledger lives.
 LedgerCall = Callable[..., Awaitable[Any]]
+WARMUP_CALLS = 30  # store timeouts a replica's warm-up waits for the ledger, at most
 
 
 def local_ledger(ledger: SqliteFeedback) -> LedgerCall:
@@ -48,6 +50,24 @@ class FeedbackDesk:
         self.log = BufferedLog(self._write, settings.flush_s, settings.store_timeout_s * 5,
                                lambda op: self.metrics.store_error("feedback_" + op),
                                "answer records")  # fmt: skip
+        # "warming" until the ledger first answers, then "ready"; "unavailable" when it never
+        # did within the warm-up (calls then answer 503 until it is back).
+        self.state = "warming"
+
+    async def warm_up(self) -> None:
+        """Call the ledger until it answers: the first call waits for its actor to start, and
+        a rating right after a deploy must not pay for that with a timeout. Gives up after
+        WARMUP_CALLS store timeouts' worth of tries."""
+        deadline = time.monotonic() + WARMUP_CALLS * self.settings.store_timeout_s
+        while self.state == "warming":
+            try:
+                self.metrics.review_pending(await self._ledger("pending"))
+                self.state = "ready"
+            except UnavailableError:
+                if time.monotonic() >= deadline:
+                    self.state = "unavailable"
+                else:
+                    await asyncio.sleep(min(1.0, self.settings.store_timeout_s))
 
     def answered(self, record: AnswerRecord) -> None:
         """Keep an answer's record (written within flush_s) so it can be rated and reviewed."""

@@ -62,6 +62,16 @@ def test_warm_up_gives_up_after_its_timeout_and_the_service_goes_ready(tmp_path:
     assert state.ready and state.details["generator"].startswith("unavailable")
 
 
+def test_the_service_is_not_ready_until_the_feedback_ledger_answers(tmp_path: Path) -> None:
+    publish_tiny_index(tmp_path)
+    service, _ = make_service(tmp_path, ScriptedGenerator(), feedback=True)
+    state = asyncio.run(service.readiness())
+    assert not state.ready and state.reason == "the feedback store is starting"
+    asyncio.run(service.warm_up())
+    state = asyncio.run(service.readiness())
+    assert state.ready and state.details["feedback"] == "ready"
+
+
 def test_ask_refuses_a_question_nothing_relevant_was_retrieved_for(tmp_path: Path) -> None:
     publish_tiny_index(tmp_path)
     generator = ScriptedGenerator()

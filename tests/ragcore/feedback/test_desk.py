@@ -70,3 +70,29 @@ def test_a_failed_write_keeps_the_records_for_the_next(tmp_path: Path) -> None:
     desk.call = working
     asyncio.run(desk.log.flush())
     assert asyncio.run(desk.rate(Feedback("r1", "acme", "k", "up"))).variant == "main@1"
+
+
+def test_warm_up_waits_for_a_starting_ledger_and_gives_up_on_a_dead_one(tmp_path: Path) -> None:
+    desk = _desk(tmp_path, store_timeout_s=0.05)
+    answer = desk.call
+    calls: list[str] = []
+
+    async def starting(method: str, *args: Any) -> Any:
+        calls.append(method)
+        if len(calls) < 3:  # the actor is still starting: calls time out
+            await asyncio.sleep(1)
+        return await answer(method, *args)
+
+    desk.call = starting
+    assert desk.state == "warming"
+    asyncio.run(desk.warm_up())
+    assert desk.state == "ready" and calls == ["pending"] * 3
+
+    dead = _desk(tmp_path, store_timeout_s=0.01)
+
+    async def refused(method: str, *args: Any) -> Any:
+        raise ConnectionError("actor died")
+
+    dead.call = refused
+    asyncio.run(dead.warm_up())
+    assert dead.state == "unavailable"
