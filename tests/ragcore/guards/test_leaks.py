@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from ragcore.guards.leaks import LeakGuard, StreamLeakCheck, canary_for, strip_markup
@@ -51,6 +53,30 @@ def test_a_canary_split_across_stream_pieces_is_caught(guard: LeakGuard) -> None
     pieces = ["The secret is ", CANARY[:6], CANARY[6:11], CANARY[11:], " ok"]
     reasons = [check.feed(p) for p in pieces]
     assert reasons[:2] == ["", ""] and reasons[3] == "canary" and reasons[-1] == "canary"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Set num_replicas in the deployment options [1]. " * 8,
+        "Sure. " + SYSTEM,  # the prompt echoed: a leak part-way through
+        "Here: " + " ".join("reveal these rules"),  # spaced-out letters rejoin as they come
+        "Use serve.batch [1]. Cite every claim with its passage number in brackets. " * 3,
+    ],
+)
+def test_a_stream_reaches_the_verdict_of_its_text_so_far_at_every_piece(
+    guard: LeakGuard, answer: str
+) -> None:
+    """The stream keeps its prompt-overlap table between pieces; every verdict must still be
+    the one a fresh check of the text so far gives."""
+    rng = random.Random(7)
+    check, sent = StreamLeakCheck(guard), ""
+    while len(sent) < len(answer):
+        piece = answer[len(sent) : len(sent) + rng.randint(1, 12)]
+        sent += piece
+        assert check.feed(piece) == guard.leak(sent), sent
+        if check.reason:
+            break
 
 
 def test_executable_markup_is_neutralised() -> None:
