@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,19 @@ from utils.errors import InputError
 from utils.models import QueryEncoder, load_sentence_transformer, resolve_embedding_model
 
 logger = logging.getLogger(__name__)
+
+# The query vectors one request has computed, by the text the model reads (after its
+# tokenizer's normalizer). The injection head embeds the case-folded question and the cache
+# lookup the question as asked: on an uncased model that is one input, encoded once.
+_request_vectors: ContextVar[dict[str, np.ndarray] | None] = ContextVar(
+    "request_vectors", default=None
+)
+
+
+def start_request_vectors() -> None:
+    """Give the current request (its task, and the threads it hands work to) its own memo of
+    query vectors; a request that never calls this encodes every time."""
+    _request_vectors.set({})
 
 
 class SentenceEmbedder:
@@ -59,12 +73,17 @@ class LocalQueryEmbedder:
         self.chunk_size = chunk_size
         self.encoder = encoder
         self._embed: Callable[[list[str], int], np.ndarray]
+        self._model_input: Callable[[str], str] = str  # what two texts must share to match
         if encoder == "onnx":
             try:
                 from ragcore.onnx_encoder import load_onnx_encoder
 
                 location = Path(resolve_embedding_model(model_name))
-                self._embed = load_onnx_encoder(location, num_threads or 1).embed
+                onnx = load_onnx_encoder(location, num_threads or 1)
+                self._embed = onnx.embed
+                normalizer = onnx.tokenizer.normalizer
+                if normalizer is not None:
+                    self._model_input = normalizer.normalize_str
                 return
             except (ImportError, InputError) as exc:
                 logger.warning("query encoder: sentence-transformers instead of ONNX (%s)", exc)
@@ -73,8 +92,17 @@ class LocalQueryEmbedder:
 
     def embed_now(self, texts: list[str]) -> np.ndarray:
         """Embed on the calling thread, the texts sorted by length and run `chunk_size` at a
-        time, so short queries are not padded to the longest one."""
-        return self._embed(texts, self.chunk_size)
+        time, so short queries are not padded to the longest one. Within a request that
+        started its memo (`start_request_vectors`), a text the model has already read for it
+        is not encoded again."""
+        memo = _request_vectors.get()
+        if memo is None:
+            return self._embed(texts, self.chunk_size)
+        keys = [self._model_input(t) for t in texts]
+        todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in memo}
+        if todo:
+            memo.update(zip(todo, self._embed(list(todo.values()), self.chunk_size), strict=True))
+        return np.stack([memo[k] for k in keys])
 
     async def embed_many(self, texts: list[str]) -> np.ndarray:
         """Embed off the event loop."""

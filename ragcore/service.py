@@ -16,6 +16,7 @@ from ragcore.answering import AnswerPolicy, AskOptions
 from ragcore.cache.answer_cache import AnswerCache, CacheHit
 from ragcore.cache.keys import CacheScope
 from ragcore.cache.plan_cache import PlanCache
+from ragcore.embedding import start_request_vectors
 from ragcore.engines import EnginePool
 from ragcore.feedback.desk import FeedbackDesk
 from ragcore.feedback.records import Feedback, FeedbackOutcome, answer_record, refusal_record
@@ -282,6 +283,7 @@ class RAGService:
     async def _events(self, asked: Asked, budget: TokenBudget | None
                       ) -> AsyncIterator[AnswerEvent]:  # fmt: skip
         start = time.perf_counter()
+        start_request_vectors()  # the guard and the cache lookup embed the question once
         plan = asked.plan
         scope = self._cache_scope(asked)
         cleared = None
