@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -15,12 +16,14 @@ from utils.models import QueryEncoder, load_sentence_transformer, resolve_embedd
 
 logger = logging.getLogger(__name__)
 
-# The query vectors one request has computed, by the text the model reads (after its
-# tokenizer's normalizer). The injection head embeds the case-folded question and the cache
-# lookup the question as asked: on an uncased model that is one input, encoded once.
-_request_vectors: ContextVar[dict[str, np.ndarray] | None] = ContextVar(
+# The query vectors one request has computed, by encoder and the text the model reads (after
+# its tokenizer's normalizer). The injection head embeds the case-folded question and the cache
+# lookup the question as asked: on an uncased model that is one input, encoded once. Keyed by
+# encoder too: an index's adapted embedder must never get the base model's vector.
+_request_vectors: ContextVar[dict[tuple[int, str], np.ndarray] | None] = ContextVar(
     "request_vectors", default=None
 )
+_encoder_ids = itertools.count()
 
 
 def start_request_vectors() -> None:
@@ -74,6 +77,7 @@ class LocalQueryEmbedder:
         self.encoder = encoder
         self._embed: Callable[[list[str], int], np.ndarray]
         self._model_input: Callable[[str], str] = str  # what two texts must share to match
+        self._memo_id = next(_encoder_ids)
         if encoder == "onnx":
             try:
                 from ragcore.onnx_encoder import load_onnx_encoder
@@ -98,7 +102,7 @@ class LocalQueryEmbedder:
         memo = _request_vectors.get()
         if memo is None:
             return self._embed(texts, self.chunk_size)
-        keys = [self._model_input(t) for t in texts]
+        keys = [(self._memo_id, self._model_input(t)) for t in texts]
         todo = {k: t for k, t in zip(keys, texts, strict=True) if k not in memo}
         if todo:
             memo.update(zip(todo, self._embed(list(todo.values()), self.chunk_size), strict=True))

@@ -100,30 +100,38 @@ def test_the_query_embedder_runs_onnx_when_asked(minilm: Path) -> None:
     assert np.min(np.sum(embedder.embed_now(QUERIES) * torch_vectors, axis=1)) > 0.9999
 
 
-def test_a_request_encodes_what_the_model_reads_once(minilm: Path) -> None:
-    """In a request's memo, the injection head's case-folded question and the question as
-    asked are one model input (the tokenizer lower-cases): encoded once, the same vector.
-    Another text, or another request, encodes again."""
-    embedder = LocalQueryEmbedder("all-MiniLM-L6-v2", num_threads=1, encoder="onnx")
+def _count_encodings(embedder: LocalQueryEmbedder, encoded: list[str]) -> None:
+    """Record every text `embedder` actually encodes in `encoded`."""
     encode = embedder._embed
-    encoded: list[str] = []
 
     def counting(texts: list[str], chunk: int) -> np.ndarray:
         encoded.extend(texts)
         return encode(texts, chunk)
 
     embedder._embed = counting
+
+
+def test_a_request_encodes_what_the_model_reads_once(minilm: Path) -> None:
+    """In a request's memo, the injection head's case-folded question and the question as
+    asked are one model input (the tokenizer lower-cases): encoded once, the same vector.
+    Another text, another request or another encoder (an index's adapted one) encodes again."""
+    embedder = LocalQueryEmbedder("all-MiniLM-L6-v2", num_threads=1, encoder="onnx")
+    other = LocalQueryEmbedder("all-MiniLM-L6-v2", num_threads=1, encoder="onnx")
+    encoded: list[str] = []
+    _count_encodings(embedder, encoded)
+    _count_encodings(other, encoded)
     asked, folded = "How do I scale Ray Serve?", "how do i scale ray serve?"
 
     async def request() -> tuple[np.ndarray, np.ndarray]:
         start_request_vectors()
         first = await asyncio.to_thread(embedder.embed_now, [folded])  # as the guard does
         second = await embedder.embed_many([asked, "what is a placement group"])
+        other.embed_now([asked])
         return first[0], second[0]
 
     first, second = asyncio.run(request())
-    assert encoded == [folded, "what is a placement group"]
+    assert encoded == [folded, "what is a placement group", asked]
     assert np.array_equal(first, second)
     contextvars.copy_context().run(embedder.embed_now, [asked])  # no memo: encodes
     asyncio.run(request())  # a new request: its own memo
-    assert encoded[2:] == [asked, folded, "what is a placement group"]
+    assert encoded[3:] == [asked, folded, "what is a placement group", asked]
