@@ -37,6 +37,7 @@ from bench.common import (
     write_results,
 )
 from deployments.launch import load_serve_config, serve_index_process
+from utils.ray_runtime import ha_proxy_ingress
 
 CONFIG = Path(__file__).resolve().parent.parent / "serve_config.yaml"
 
@@ -89,13 +90,6 @@ def _verdict(hits: list[dict[str, Any]]) -> str:
     if not hits:
         return "not measured"
     return "met" if _p50(hits) < 20 else "NOT met"
-
-
-def _ingress() -> str:
-    """The ingress this run's Serve used (the mode init_ray sets unless overridden)."""
-    from utils.ray_runtime import serve_env
-
-    return "HAProxy" if serve_env().get("RAY_SERVE_ENABLE_HA_PROXY") == "1" else "Python proxy"
 
 
 def main() -> None:
@@ -159,7 +153,8 @@ def main() -> None:
             "check, which a stored answer's question already passed under the same guards. A "
             "semantic hit runs every input guard (the injection head embeds the question) and "
             "embeds the question for the lookup. Service ms: the `latency_ms` the service "
-            f"reports, the rest is Serve's ingress ({_ingress()}) and HTTP.",
+            "reports, the rest is Serve's ingress "
+            f"({'HAProxy' if ha_proxy_ingress() else 'Python proxy'}) and HTTP.",
         ],
         "data": {"misses_off": off, "misses_on": on, "live": live},
     })  # fmt: skip

@@ -14,6 +14,7 @@ from bench.cpu_usage import CpuUse
 from bench.engine_ceiling import Ceiling
 from bench.loadgen import ASK_TOP_K, SEARCH_K, Level
 from bench.report import table, table_lines
+from utils.ray_runtime import ha_proxy_ingress
 from utils.settings import ServiceSettings
 
 TITLE = "Serving load"
@@ -207,7 +208,7 @@ def _errors_line(levels: list[Level]) -> str:
 def _ingress_note() -> str:
     """Which HTTP ingress Serve ran: HAProxy (the high-throughput mode init_ray sets) or its
     Python proxy actor."""
-    if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+    if ha_proxy_ingress():
         return "HAProxy in front of the replicas' own HTTP servers, gRPC between replicas"
     return "Serve's Python proxy actor"
 

@@ -33,6 +33,12 @@ def serve_env() -> dict[str, str]:
     return {name: os.environ.get(name, value) for name, value in SERVE_HIGH_THROUGHPUT_ENV.items()}
 
 
+def ha_proxy_ingress() -> bool:
+    """Whether Serve started from here runs HAProxy as its ingress (the mode `init_ray` sets,
+    unless the operator turned it off), rather than its Python proxy actor."""
+    return serve_env()["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+
+
 def init_ray(
     address: str | None,
     num_cpus: int,
