@@ -149,12 +149,14 @@ class StreamLeakCheck:
     guard: LeakGuard
     text: str = ""
     reason: str = ""
-    _overlap: _Overlap | None = None
+    _overlap: _Overlap = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._overlap = self.guard.overlap()
 
     def feed(self, piece: str) -> str:
         """Add a piece; the leak reason (sticky), or ""."""
         if not self.reason:
             self.text += piece
-            self._overlap = self._overlap or self.guard.overlap()
             self.reason = self.guard.leak_with(self.text, self._overlap)
         return self.reason
