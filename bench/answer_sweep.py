@@ -81,7 +81,7 @@ def retrieve(index_dir: Path, questions: list[str], k: int) -> list[list[Hit]]:
     from utils.settings import ServiceSettings
 
     settings = ServiceSettings()
-    searcher = Searcher(load_index(index_dir), settings.retrieval)
+    searcher = Searcher(load_index(index_dir), settings.retrieval, encoder=settings.query_encoder)
     return [[to_hit(r) for r in hits] for hits in searcher.search(questions, k, "hybrid")]
 
 

@@ -78,7 +78,7 @@ def build_prompts(index_dir: Path, count: int) -> list[Conversation]:
     from utils.settings import ServiceSettings
 
     service = ServiceSettings()
-    searcher = Searcher(load_index(index_dir), service.retrieval)
+    searcher = Searcher(load_index(index_dir), service.retrieval, encoder=service.query_encoder)
     questions = common.load_questions()[:count]
     results = searcher.search(questions, service.retrieval.top_k, "hybrid")
     return [
