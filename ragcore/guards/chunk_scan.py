@@ -77,7 +77,7 @@ class ChunkScanner:
         """(reasons, head score) per text; no reasons means clean."""
         canonical = [normalize(t) for t in texts]
         x = np.hstack([np.asarray(vectors, dtype=np.float32),
-                       ngram_features([c.text for c in canonical])])  # fmt: skip
+                       ngram_features([c.readable for c in canonical])])  # fmt: skip
         scores = self.head.scores(x) if texts else np.zeros(0)
         out = []
         for norm, score in zip(canonical, scores, strict=True):

@@ -36,8 +36,9 @@ def ngram_features(texts: list[str]) -> np.ndarray:
 
 
 def features(texts: list[str], embed: Embed) -> np.ndarray:
-    """What the head reads: [sentence embedding, n-gram hashes] of the canonical texts."""
-    canonical = [normalize(t).text for t in texts]
+    """What the head reads: [sentence embedding, n-gram hashes] of the canonical texts, blobs
+    decoded in place."""
+    canonical = [normalize(t).readable for t in texts]
     return np.hstack([np.asarray(embed(canonical), dtype=np.float32), ngram_features(canonical)])
 
 

@@ -34,6 +34,7 @@ class Normalized:
     decoded: tuple[str, ...] = ()
     plain: str = ""
     runs: tuple[str, ...] = ()  # spaced-out letter runs, joined with no word breaks
+    readable: str = ""  # the canonical text with blobs replaced by their payloads
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -52,20 +53,31 @@ def _printable(raw: bytes) -> str | None:
     return text if text and letters / len(text) > 0.8 else None
 
 
+def _base64_payload(blob: str) -> str | None:
+    try:
+        raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return _printable(raw)
+
+
+def _hex_payload(blob: str) -> str | None:
+    return _printable(bytes.fromhex(blob))
+
+
 def decode_blobs(text: str) -> list[str]:
     """The readable payloads of base64 and hex blobs in `text`."""
-    found: list[str] = []
-    for blob in BASE64.findall(text):
-        try:
-            raw = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if (decoded := _printable(raw)) is not None:
-            found.append(decoded)
-    for blob in HEX.findall(text):
-        if (decoded := _printable(bytes.fromhex(blob))) is not None:
-            found.append(decoded)
-    return found
+    found = [_base64_payload(blob) for blob in BASE64.findall(text)]
+    found += [_hex_payload(blob) for blob in HEX.findall(text)]
+    return [payload for payload in found if payload is not None]
+
+
+def with_payloads(text: str) -> str:
+    """`text` with each readable blob replaced by its payload: what a classifier should read.
+    An encoded question reads as the question, not as the random-looking letters of its
+    encoding (which would look like an attack whatever they say)."""
+    text = BASE64.sub(lambda m: _base64_payload(m.group(0)) or m.group(0), text)
+    return HEX.sub(lambda m: _hex_payload(m.group(0)) or m.group(0), text)
 
 
 def _unspace(match: re.Match[str]) -> str:
@@ -115,4 +127,6 @@ def normalize(text: str, max_chars: int = 8000) -> Normalized:
     runs = tuple(
         re.sub(r"[\W\d_]", "", m.group(0)) for m in LETTER_RUN.finditer(cleaned.casefold())
     )
-    return Normalized(canonical(cleaned), decoded, " ".join(cleaned.casefold().split()), runs)
+    text = canonical(cleaned)
+    readable = canonical(with_payloads(cleaned)) if decoded else text
+    return Normalized(text, decoded, " ".join(cleaned.casefold().split()), runs, readable)
