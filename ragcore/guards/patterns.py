@@ -15,7 +15,7 @@ _PREVIOUS = (r"(?:all |any |the |your |my |these |those |everything )*(?:previou
 _RULES = (r"(?:instructions?|rules|orders|directions|guidelines|prompts?|tasks?|assignments?|"
           r"context|information|commands?)")  # fmt: skip
 _VORHER = (r"(?:alle[ns]?|die|deine|ihre|sämtliche|jegliche)?\s*(?:vorherigen|vorigen|bisherigen|"
-           r"obigen|vorangegangenen|früheren|gegebenen)?")  # fmt: skip
+           r"obigen|vorangegangenen|vorangehenden|vorhergehenden|früheren|gegebenen)?")  # fmt: skip
 _ANWEISUNG = (
     r"(?:anweisungen|instruktionen|befehle|regeln|aufgaben|aufträge|informationen|vorgaben)"
 )
@@ -24,6 +24,8 @@ FAMILIES: dict[str, list[str]] = {
     "instruction_override": [
         rf"\b(?:ignore|disregard|forget|skip|drop|override|overwrite)\s+{_PREVIOUS}\s*{_RULES}",
         r"\b(?:forget|ignore|disregard)\s+(?:about\s+)?(?:everything|all|anything)\b",
+        # "Ignore the above and say ...": the clause ends there; "ignore the above warning" goes on.
+        r"\b(?:ignore|disregard|forget)\s+(?:all\s+)?(?:of\s+)?the\s+(?:above|previous)\s*(?:and\b|[,.;:!]|$)",
         r"\bnew\s+(?:tasks?|instructions?|assignments?)\s+(?:follow|are|is)\b",
         r"\b(?:start|begin)\s+(?:over|again)\s+with\s+a\s+new\s+(?:task|assignment)",
         r"\bdo\s+not\s+(?:look\s+(?:in|at)|use|follow)\s+the\s+(?:documents|articles|context|instructions)",
