@@ -223,11 +223,11 @@ def run_redteam(args: argparse.Namespace) -> None:
             max_tokens=args.max_tokens, concurrency=args.concurrency,
         )  # fmt: skip
     else:
-        from ragcore.embedding import SentenceEmbedder
+        from ragcore.embedding import query_embedder_for
         from ragcore.guards.injection import InjectionDetector
 
-        embedder = SentenceEmbedder(settings.service.embedding_model)
-        report = evaluate_redteam(InjectionDetector(embedder.embed), args.data, args.benign,
+        encoder = query_embedder_for(settings.service)  # what the Ingress embeds with
+        report = evaluate_redteam(InjectionDetector(encoder.embed_now), args.data, args.benign,
                                   args.extraction)  # fmt: skip
     from evaluation.metrics import format_table
 

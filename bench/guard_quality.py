@@ -23,10 +23,12 @@ from bench.chunk_scan_quality import scan_figures
 from bench.report import table
 from evaluation.pii_set import generate, score
 from evaluation.redteam import evaluate_redteam
-from ragcore.embedding import SentenceEmbedder
+from ragcore.embedding import SentenceEmbedder, query_embedder_for
 from ragcore.guards.injection import InjectionDetector, InjectionHead
 from ragcore.guards.pii import PiiRedactor
+from utils.settings import ServiceSettings
 
+ONE_TEXT = "this CPU, 1 text, the service's query encoder"
 SHARED = common.ROOT.parent / "shared" / "data"
 ANCHORS = [
     ["deepset/deberta-v3-base-injection (its own split)", "0.991", "published"],
@@ -42,8 +44,9 @@ def main() -> int:
         print(f"error: {data} is absent", file=sys.stderr)
         return 2
     head = InjectionHead.load()
-    embedder = SentenceEmbedder("all-MiniLM-L6-v2")
-    detector = InjectionDetector(embedder.embed, head)
+    embedder = SentenceEmbedder("all-MiniLM-L6-v2")  # as the build embeds chunks
+    encoder = query_embedder_for(ServiceSettings())  # as the Ingress embeds questions
+    detector = InjectionDetector(encoder.embed_now, head)
     scan = scan_figures(common.RAY_DOCS_INDEX, data, embedder)
     inside = evaluate_redteam(detector, data, benign)
     redactor = PiiRedactor()
@@ -56,24 +59,29 @@ def main() -> int:
         timings.append(time.perf_counter() - start)
     pii_p50 = common.pct(timings, 50)
     meta = head.meta
-    variants = ("spaced", "leetspeak", "base64", "casing", "zero_width")
     body: list[Any] = [
-        "Injection detector (patterns, then the head). The head is trained on the dev set, so "
-        "the honest figures are the 5-fold cross-validated ones; the in-sample row only shows "
-        "the fit. No held-out set is available here.",
+        "Injection detector (patterns, then the head). The head is trained on the dev set and "
+        f"on {meta.get('negatives', 0)} unlabelled benign texts drawn from the Ray-docs index "
+        "it guards (titles, headings, how-to questions made from headings, first sentences; "
+        "never a user question), so the honest figures are the cross-validated ones: 5-fold, "
+        f"repeated {meta.get('cv_repeats', 1)} times with other splits, every dev row scored "
+        "by a model that did not see it. The in-sample row only shows the fit. No held-out set "
+        "is available here.",
         "",
         table(["measure", "value", "how"], [
-            ["detection rate", meta["cv_detection_rate"], "5-fold CV on the dev set"],
-            ["false-positive rate", meta["cv_false_positive_rate"], "5-fold CV on the dev set"],
-            ["head ROC-AUC", meta["cv_roc_auc_head"], "5-fold CV on the dev set"],
+            ["detection rate", meta["cv_detection_rate"],
+             "CV on the dev set (repeats: {:.3f} to {:.3f})".format(
+                 *meta["cv_detection_rate_range"])],
+            ["false-positive rate", meta["cv_false_positive_rate"], "CV on the dev set"],
+            ["head ROC-AUC", meta["cv_roc_auc_head"], "CV on the dev set"],
             ["patterns alone: detection", meta["patterns_detection_rate"], "dev set (no fit)"],
             ["Ray-docs questions flagged", inside["benign_questions_false_positive_rate"],
              "213 dev questions (they set the threshold)"],
             ["detection, in-sample", inside["detection_rate"], "the training set itself"],
-            *[[f"kept on {v} variants", inside[f"obfuscated_{v}_kept"], "in-sample"]
-              for v in variants],
-            ["injection guard p50 (ms)", inside["all_input_guards_p50_ms"], "this CPU, 1 text"],
-            ["injection guard p99 (ms)", inside["all_input_guards_p99_ms"], "this CPU, 1 text"],
+            *[[f"kept on {v} variants", kept, "CV: detection on the variants / clean"]
+              for v, kept in meta["cv_obfuscated_kept"].items()],
+            ["injection guard p50 (ms)", inside["all_input_guards_p50_ms"], ONE_TEXT],
+            ["injection guard p99 (ms)", inside["all_input_guards_p99_ms"], ONE_TEXT],
             ["PII redaction p50 (ms)", pii_p50, "this CPU, Ray-docs questions"],
             ["all input guards p50 (ms)", inside["all_input_guards_p50_ms"] + pii_p50,
              "the two above (target < 10)"],

@@ -10,15 +10,9 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle
 
 from deployments.faults import remote_call
-from ragcore.embedding import LocalQueryEmbedder, warm_query_embedder
+from ragcore.embedding import query_embedder_for
 from utils.logs import setup_logging
 from utils.settings import ServiceSettings
-
-
-def query_embedder_for(config: ServiceSettings) -> LocalQueryEmbedder:
-    """This replica's query encoder as the settings say, warmed up."""
-    return warm_query_embedder(config.embedding_model, config.embed_threads,
-                               config.embed_chunk_size, config.query_encoder)  # fmt: skip
 
 
 class EmbedderServer:

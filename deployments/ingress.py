@@ -15,14 +15,14 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from deployments.api import create_app
-from deployments.embedder import RemoteQueryEmbedder, query_embedder_for
+from deployments.embedder import RemoteQueryEmbedder
 from deployments.feedback_store import actor_ledger
 from deployments.generator import ServeLLMGenerator
 from deployments.metrics import ServeMetrics
 from deployments.state_store import build_cache_store
 from deployments.tenant_store import build_tenant_store
 from ragcore.cache.answer_cache import AnswerCache
-from ragcore.embedding import LocalQueryEmbedder
+from ragcore.embedding import LocalQueryEmbedder, query_embedder_for
 from ragcore.feedback.desk import FeedbackDesk
 from ragcore.guards.injection import InjectionDetector
 from ragcore.guards.pii import PiiRedactor

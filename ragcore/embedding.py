@@ -8,11 +8,15 @@ import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from utils.errors import InputError
 from utils.models import QueryEncoder, load_sentence_transformer, resolve_embedding_model
+
+if TYPE_CHECKING:
+    from utils.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -122,3 +126,10 @@ def warm_query_embedder(
     embedder.embed_now(["warm up"])
     logger.info("query encoder for %s: %s", model_name, embedder.encoder)
     return embedder
+
+
+def query_embedder_for(config: ServiceSettings) -> LocalQueryEmbedder:
+    """The service's query encoder as the settings say, warmed up: what an Ingress replica
+    embeds questions with, so offline measurements score what is served."""
+    return warm_query_embedder(config.embedding_model, config.embed_threads,
+                               config.embed_chunk_size, config.query_encoder)  # fmt: skip
