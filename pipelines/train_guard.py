@@ -124,7 +124,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--c", type=float, default=30.0, help="inverse regularization strength")
     p.add_argument("--max-fpr", type=float, default=0.04)
     p.add_argument("--max-benign-fpr", type=float, default=0.005)
-    return p.parse_args(argv)  # fmt: skip
+    return p.parse_args(argv)
 
 
 def _patterns(texts: list[str]) -> np.ndarray:
