@@ -76,7 +76,7 @@ def main() -> int:
             ["head ROC-AUC", meta["cv_roc_auc_head"], "CV on the dev set"],
             ["patterns alone: detection", meta["patterns_detection_rate"], "dev set (no fit)"],
             ["Ray-docs questions flagged", inside["benign_questions_false_positive_rate"],
-             "213 dev questions (they set the threshold)"],
+             "213 dev questions (the threshold may flag at most 0.5% of them)"],
             ["detection, in-sample", inside["detection_rate"], "the training set itself"],
             *[[f"kept on {v} variants", kept, "CV: detection on the variants / clean"]
               for v, kept in meta["cv_obfuscated_kept"].items()],
