@@ -28,7 +28,7 @@ from redis.retry import Retry
 from pipelines.chunk import SectionChunker
 from ragcore.cache.answer_cache import AnswerCache
 from ragcore.cache.store import LocalCacheStore, MemoryCache
-from ragcore.documents import Page, Section
+from ragcore.documents import Chunk, Page, Section
 from ragcore.feedback.desk import FeedbackDesk, local_ledger
 from ragcore.feedback.ledger import SqliteFeedback
 from ragcore.index_format import publish
@@ -43,6 +43,11 @@ from utils.settings import BuildSettings, ChunkingSettings, ServiceSettings
 
 DIM = 32
 MODEL = "all-MiniLM-L6-v2"
+
+
+def section_chunk(row: int, page: str, section: str, text: str, title: str = "Page") -> Chunk:
+    """A chunk of section `section` on page `page`, with an id from its row."""
+    return Chunk(f"id{row}", text, f"{page}#{section}", page, title, section)
 
 
 def hash_vector(text: str) -> np.ndarray:

@@ -14,11 +14,7 @@ from ragcore.adapt.pairs import (
     task_question,
     training_examples,
 )
-from ragcore.documents import Chunk
-
-
-def _chunk(row: int, page: str, section: str, text: str, title: str = "Page") -> Chunk:
-    return Chunk(f"id{row}", text, f"{page}#{section}", page, title, section)
+from tests.helpers import section_chunk
 
 
 def test_api_names_prefer_repeated_and_specific_names() -> None:
@@ -49,10 +45,10 @@ def test_section_queries_are_unique_and_titled_once() -> None:
 def test_corpus_queries_pair_sections_and_drop_shared_boilerplate() -> None:
     boiler = "PublicAPI: This API is stable across Ray releases."
     chunks = [
-        _chunk(0, "a", "intro", f"Replicas scale out under heavy load. {boiler}", "A"),
-        _chunk(1, "a", "intro", "More text about replicas here.", "A"),
-        _chunk(2, "b", "intro", f"Checkpoints store the state of actors. {boiler}", "B"),
-        _chunk(3, "c", "intro", f"Logs rotate when they get too large. {boiler}", "C"),
+        section_chunk(0, "a", "intro", f"Replicas scale out under heavy load. {boiler}", "A"),
+        section_chunk(1, "a", "intro", "More text about replicas here.", "A"),
+        section_chunk(2, "b", "intro", f"Checkpoints store the state of actors. {boiler}", "B"),
+        section_chunk(3, "c", "intro", f"Logs rotate when they get too large. {boiler}", "C"),
     ]
     queries = corpus_queries(chunks)
     assert all(q.text != boiler for q in queries)  # three pages yield it
@@ -62,9 +58,9 @@ def test_corpus_queries_pair_sections_and_drop_shared_boilerplate() -> None:
 
 
 def test_mining_never_labels_the_positive_page_or_text_negative() -> None:
-    chunks = [_chunk(0, "a", "s", "alpha"), _chunk(1, "a", "t", "alpha two"),
-              _chunk(2, "b", "s", "alpha"), _chunk(3, "c", "s", "gamma"),
-              _chunk(4, "d", "s", "delta"), _chunk(5, "e", "s", "eps")]  # fmt: skip
+    chunks = [section_chunk(0, "a", "s", "alpha"), section_chunk(1, "a", "t", "alpha two"),
+              section_chunk(2, "b", "s", "alpha"), section_chunk(3, "c", "s", "gamma"),
+              section_chunk(4, "d", "s", "delta"), section_chunk(5, "e", "s", "eps")]  # fmt: skip
     query = TrainingQuery("alpha?", "question", "a", (0,))
     ranked = [[0, 1, 2, 3, 4, 5]]
     mined = mine_pairs([query], chunks, lambda qs: ranked * len(qs), per_query=2)
@@ -79,8 +75,8 @@ def test_mining_never_labels_the_positive_page_or_text_negative() -> None:
 def test_the_positive_is_the_section_chunk_that_answers_the_query() -> None:
     """Not a random chunk of the section: the hard negatives resemble the query most, so a
     positive that does not would teach that resemblance means irrelevance."""
-    chunks = [_chunk(0, "a", "s", "intro"), _chunk(1, "a", "s", "install with pip"),
-              _chunk(2, "a", "s", "more"), _chunk(3, "b", "s", "pip")]  # fmt: skip
+    chunks = [section_chunk(0, "a", "s", "intro"), section_chunk(1, "a", "s", "install with pip"),
+              section_chunk(2, "a", "s", "more"), section_chunk(3, "b", "s", "pip")]  # fmt: skip
     query = TrainingQuery("Install with pip", "sentence", "a", (0, 1, 2))
     ranked = mine_pairs([query], chunks, lambda qs: [[3, 2, 1, 0]], per_query=1)
     assert ranked == [Mined(2, (3,))]  # the ranker's best chunk of the section
@@ -99,8 +95,8 @@ def test_sampling_is_seeded_and_keeps_corpus_order() -> None:
 
 
 def test_random_negatives_come_from_other_pages_and_are_seeded() -> None:
-    chunks = [_chunk(0, "a", "s", "alpha"), _chunk(1, "a", "t", "alpha two")]
-    chunks += [_chunk(row, f"p{row}", "s", f"text {row}") for row in range(2, 40)]
+    chunks = [section_chunk(0, "a", "s", "alpha"), section_chunk(1, "a", "t", "alpha two")]
+    chunks += [section_chunk(row, f"p{row}", "s", f"text {row}") for row in range(2, 40)]
     query = TrainingQuery("alpha", "title", "a", (0,))
     mine = lambda seed: mine_pairs([query], chunks, lambda qs: [[0, 2, 3]], per_query=1,  # noqa: E731
                                    random_negatives=3, seed=seed)  # fmt: skip
