@@ -143,7 +143,8 @@ def _cv_report(
     """Cross-validated figures of the combined detector, averaged over the repeats."""
     from sklearn.metrics import roc_auc_score
 
-    flagged = _flagged(texts, oof[0], threshold)  # one row per repeat
+    patterns = _patterns(texts)
+    flagged = patterns | (oof[0] >= threshold)  # one row per repeat
     detection = flagged[:, y == 1].mean(axis=1)
     kept = {}
     for (name, variant), scores in zip(VARIANTS.items(), oof[1:], strict=True):
@@ -156,7 +157,7 @@ def _cv_report(
         "cv_detection_rate_range": [float(detection.min()), float(detection.max())],
         "cv_false_positive_rate": float(flagged[:, y == 0].mean()),
         "cv_obfuscated_kept": kept,
-        "patterns_detection_rate": float(_patterns(texts)[y == 1].mean()),
+        "patterns_detection_rate": float(patterns[y == 1].mean()),
     }
 
 
